@@ -1,0 +1,95 @@
+"""Checking tunnels on a running lab: start, wait for the ping, gather evidence, explain.
+
+Tunnels are checked in parallel; each verdict comes from its own deadline
+(15 s at most for WireGuard and OpenVPN), and a tunnel that stays down gets
+a reason built from the router's counters and conntrack and the client's logs.
+"""
+
+from __future__ import annotations
+
+import time
+
+from lab.credentials import LabSecrets
+from lab.evidence import conntrack_lines, drops_for, flow_entries, router_evidence_command, rule_hits
+from lab.protocols import PROTOCOLS
+from lab.protocols.base import TunnelContext
+from lab.results import TunnelResult
+from lab.runtime.lab import DockerLab, parallel
+from lab.topology.addressing import plan_addresses
+from lab.topology.model import Topology
+from lab.tunnels import parse_sections, tunnel_dir
+
+
+def check_tunnels(lab: DockerLab, topology: Topology, skip: dict[int, str] | None = None) -> list[TunnelResult]:
+    """Check every tunnel; ``skip`` maps a tunnel index to the reason it cannot run here."""
+    skip = skip or {}
+    plan = plan_addresses(topology)
+    secrets = LabSecrets(topology.name)  # check scripts need no secrets; contexts want one
+
+    def one(index: int) -> TunnelResult:
+        ctx = TunnelContext(topology, plan, topology.tunnels[index], secrets)
+        if index in skip:
+            t = ctx.tunnel
+            return TunnelResult(t.client, t.server, t.protocol, t.expect, "skipped", skip[index], 0.0, {})
+        return check_tunnel(lab, ctx)
+
+    return parallel(one, range(len(topology.tunnels)))
+
+
+def check_tunnel(lab: DockerLab, ctx: TunnelContext) -> TunnelResult:
+    tunnel = ctx.tunnel
+    proto = PROTOCOLS[tunnel.protocol]
+    started = time.monotonic()
+    run = lab.exec(tunnel.client, f"sh {tunnel_dir(ctx)}/check.sh")
+    elapsed = time.monotonic() - started
+    observed, millis, detail = parse_result(run.output, run.exit_code)
+
+    client_text = lab.exec(tunnel.client, f"sh {tunnel_dir(ctx)}/evidence.sh").output
+    router_text = lab.exec("router", router_evidence_command(str(ctx.client_lan), str(ctx.server_wan))).output
+    server_log = lab.exec(tunnel.server, f"tail -n 20 {proto.server_log()}").output
+
+    client = parse_sections(client_text)
+    router = parse_sections(router_text)
+    entries = conntrack_lines(router.get("conntrack", ""))
+    hits = drops_for(rule_hits(router.get("counters", "")), proto.flows)
+    evidence = {
+        "router_conntrack": entries,
+        "router_drops": [f"{h.chain}: '{h.comment}' dropped {h.packets} packets" for h in hits],
+        "client": client,
+        "server_log": server_log.strip().splitlines(),
+        "check_output": run.output.strip().splitlines()[-5:],
+    }
+    reason = explain(observed, detail, proto.diagnose(client), entries, hits, proto.flows, ctx)
+    seconds = millis / 1000 if millis is not None else elapsed
+    return TunnelResult(
+        tunnel.client, tunnel.server, tunnel.protocol, tunnel.expect, observed, reason, round(seconds, 2), evidence
+    )
+
+
+def parse_result(output: str, exit_code: int) -> tuple[str, int | None, str]:
+    for line in reversed(output.splitlines()):
+        if line.startswith("vpnlab-result "):
+            parts = line.split(" ", 3)
+            if len(parts) == 4 and parts[1] in ("up", "down", "error") and parts[2].isdigit():
+                return parts[1], int(parts[2]), parts[3]
+    tail = " | ".join(output.strip().splitlines()[-3:]) or "no output"
+    return "error", None, f"the up-check ended without a verdict (exit {exit_code}): {tail}"
+
+
+def explain(observed, detail, protocol_facts, entries, hits, flows, ctx: TunnelContext) -> str:
+    facts = [detail]
+    if observed == "up":
+        if entries:
+            facts.append(f"router conntrack holds {len(entries)} entr{'y' if len(entries) == 1 else 'ies'} for the flow")
+        return "; ".join(facts + protocol_facts)
+    for hit in hits:
+        facts.append(f"router rule '{hit.comment}' ({hit.chain}) dropped {hit.packets} packets")
+    flow_lines = flow_entries(entries, flows)
+    labels = ", ".join(f.label for f in flows)
+    if not flow_lines and not hits:
+        facts.append(f"no router conntrack entry for {labels} to {ctx.server_wan}")
+    elif any("[UNREPLIED]" in line for line in flow_lines):
+        facts.append(f"router conntrack shows {labels} to {ctx.server_wan} unreplied")
+    elif flow_lines:
+        facts.append(f"router conntrack shows {labels} to {ctx.server_wan} answered")
+    return "; ".join(facts + protocol_facts)

@@ -1,0 +1,225 @@
+"""The ``vpnlab`` command.
+
+Exit codes: 0 every tunnel as expected (or the command did what it said),
+1 a tunnel differed from its expectation, 2 bad input or a missing
+prerequisite (the message says which). Errors print one message, no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from lab import __version__
+from lab.errors import VpnlabError
+from lab.topology import load_topology
+
+console = Console(stderr=False, highlight=False)
+errors = Console(stderr=True, highlight=False)
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn vpnlab errors and Ctrl-C into one message and an exit code."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        signal.signal(signal.SIGTERM, _terminate)
+        try:
+            return fn(*args, **kwargs)
+        except VpnlabError as exc:
+            errors.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            errors.print("[yellow]interrupted; everything this command created was removed[/yellow]")
+            sys.exit(130)
+
+    return wrapper
+
+
+def session():
+    from lab.orchestrate import Session
+    from lab.runtime.engine import connect
+
+    return Session(connect(), console=errors)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="vpnlab")
+def main() -> None:
+    """vpnlab: prove which VPN tunnels come up through which NAT router configuration.
+
+    A topology (YAML) names LAN clients, a NAT router and VPN servers, and the
+    tunnels expected up or down. vpnlab brings it up as Docker containers with
+    real daemons and a real Linux router, checks every tunnel and shows the
+    evidence.
+    """
+
+
+@main.command()
+@click.argument("topology", type=click.Path(dir_okay=False, path_type=Path))
+@friendly
+def validate(topology: Path) -> None:
+    """Check a topology file and report every problem with its location."""
+    lab = load_topology(topology)
+    console.print(f"{topology}: ok — lab '{lab.name}', {len(lab.clients)} client(s), "
+                  f"{len(lab.servers)} server(s), {len(lab.tunnels)} tunnel(s)")
+
+
+@main.group()
+def images() -> None:
+    """Build the lab's container images."""
+
+
+@images.command("build")
+@click.option("--force", is_flag=True, help="Rebuild even when nothing changed.")
+@friendly
+def images_build(force: bool) -> None:
+    """Build the base, router, client and server images; only what changed is rebuilt."""
+    from lab.images import ensure_images, summary_table
+    from lab.runtime.engine import connect
+
+    results = ensure_images(connect(), console=errors, force=force)
+    console.print(summary_table(results))
+
+
+@main.command()
+@click.argument("topology", type=click.Path(dir_okay=False, path_type=Path))
+@friendly
+def up(topology: Path) -> None:
+    """Bring a lab up and leave it running (idempotent); tunnels start with 'check'."""
+    from lab import orchestrate
+
+    model = load_topology(topology)
+    orchestrate.up(session(), model, source=str(topology))
+    console.print(f"lab '{model.name}' is up: 'vpnlab check {model.name}' tests its tunnels, "
+                  f"'vpnlab down {model.name}' removes it")
+
+
+@main.command()
+@click.argument("name")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the result as JSON.")
+@friendly
+def check(name: str, json_file: Path | None) -> None:
+    """Start and check every tunnel of a running lab."""
+    from lab import orchestrate
+
+    _finish(orchestrate.check(session(), name), json_file)
+
+
+@main.command()
+@click.argument("topology", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the result as JSON.")
+@click.option("--keep", is_flag=True, help="Leave the lab running afterwards.")
+@friendly
+def run(topology: Path, json_file: Path | None, keep: bool) -> None:
+    """Bring a lab up, check every tunnel, print the table, tear down."""
+    from lab import orchestrate
+
+    model = load_topology(topology)
+    result = orchestrate.run(session(), model, source=str(topology), keep=keep)
+    _finish(result, json_file)
+
+
+def _finish(result: Any, json_file: Path | None) -> None:
+    from lab.report import print_result
+
+    print_result(result, console)
+    if json_file:
+        json_file.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        console.print(f"wrote {json_file}")
+    sys.exit(0 if result.passed else 1)
+
+
+@main.command()
+@click.argument("name", required=False)
+@click.option("--all", "everything", is_flag=True, help="Remove every vpnlab lab on this engine.")
+@friendly
+def down(name: str | None, everything: bool) -> None:
+    """Remove a lab (or all of them): containers, networks and volumes, found by label."""
+    from lab.runtime.engine import connect
+    from lab.runtime.lab import DockerLab, down_all
+
+    if not name and not everything:
+        raise click.UsageError("name a lab or pass --all")
+    client = connect()
+    removed = down_all(client) if everything else DockerLab(client, name).down()
+    console.print(f"removed {removed} object(s)")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@friendly
+def status(as_json: bool) -> None:
+    """List the running labs and their nodes."""
+    from lab.runtime.engine import connect
+    from lab.runtime.lab import list_labs
+
+    labs = list_labs(connect())
+    if as_json:
+        console.print_json(json.dumps([lab.__dict__ for lab in labs]))
+        return
+    if not labs:
+        console.print("no labs")
+        return
+    table = Table("lab", "source", "held by", "nodes")
+    for lab in labs:
+        table.add_row(lab.name, lab.source, lab.owner, ", ".join(f"{n} ({s})" for n, s in sorted(lab.nodes.items())))
+    console.print(table)
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option("--lab", "lab_name", help="The lab (needed when several run).")
+@click.argument("node")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@friendly
+def exec(lab_name: str | None, node: str, command: tuple[str, ...]) -> None:  # noqa: A001 - the verb users type
+    """Run a command in a node: vpnlab exec router -- iptables-save"""
+    from lab.errors import LabNotFound, VpnlabError
+    from lab.runtime.engine import connect
+    from lab.runtime.lab import DockerLab, list_labs
+
+    client = connect()
+    if not lab_name:
+        labs = list_labs(client)
+        if len(labs) != 1:
+            raise VpnlabError(
+                f"{len(labs)} labs are running", hint="name one with --lab NAME ('vpnlab status' lists them)"
+            ) if labs else LabNotFound("(any)")
+        lab_name = labs[0].name
+    result = DockerLab(client, lab_name).exec(node, list(command))
+    sys.stdout.write(result.output)
+    sys.exit(result.exit_code)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@friendly
+def doctor(as_json: bool) -> None:
+    """What this machine can run: engine, images, kernel features per protocol."""
+    import docker
+
+    from lab.doctor import render, run_doctor
+
+    report = run_doctor(docker.from_env)
+    if as_json:
+        console.print_json(json.dumps(report.to_dict()))
+    else:
+        render(report, console)
+    sys.exit(0 if report.ok else 1)
+
+
+if __name__ == "__main__":
+    main()

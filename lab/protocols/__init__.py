@@ -1,0 +1,14 @@
+"""The protocol registry: a plain name -> module-object dict.
+
+Adding a protocol means one module here and one line below.
+"""
+
+from __future__ import annotations
+
+from lab.protocols.base import Flow, NodeFile, Protocol, ServerContext, TunnelContext
+from lab.protocols.openvpn import OpenVpnTcp, OpenVpnUdp
+from lab.protocols.wireguard import WireGuard
+
+PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (WireGuard(), OpenVpnUdp(), OpenVpnTcp())}
+
+__all__ = ["PROTOCOLS", "Flow", "NodeFile", "Protocol", "ServerContext", "TunnelContext"]

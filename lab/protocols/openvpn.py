@@ -1,0 +1,105 @@
+"""OpenVPN over UDP and over TCP, with a PKI made per lab.
+
+TLS mode with tls-crypt (no DH parameters: ECDHE); DCO off so the same
+configuration runs on any kernel with TUN. The server owns .1 of its
+subnet and pushes each client an address (topology subnet).
+"""
+
+from __future__ import annotations
+
+from lab.protocols.base import CONF_DIR, LOG_DIR, RUN_DIR, Flow, NodeFile, Protocol, ServerContext, TunnelContext
+from lab.render import render
+
+PORT = 1194
+FILES = f"{CONF_DIR}/openvpn"
+
+
+class OpenVpn(Protocol):
+    transport: str  # "udp" or "tcp"
+
+    def server_files(self, ctx: ServerContext) -> list[NodeFile]:
+        subnet = ctx.plan.tunnel_subnet(self.octet, ctx.server)
+        conf = render(
+            "openvpn/server.conf.j2",
+            transport=self.transport,
+            iface=self.server_interface(),
+            local=ctx.wan_address,
+            port=PORT,
+            network=subnet.network_address,
+            netmask=subnet.netmask,
+            files=FILES,
+            log=self.server_log(),
+            pidfile=f"{RUN_DIR}/{self.name}-server.pid",
+        )
+        tls = ctx.secrets.tls(ctx.server, server=True, san_ips=(str(ctx.wan_address),))
+        return [
+            NodeFile(f"{FILES}/{self.name}-server.conf", conf),
+            *self._pki_files(ctx.secrets.ca.cert_pem, tls.cert_pem, tls.key_pem, ctx.secrets.openvpn_tls_crypt(ctx.server), "server"),
+        ]
+
+    def server_start(self, ctx: ServerContext) -> list[str]:
+        return [f"openvpn --config {FILES}/{self.name}-server.conf </dev/null >/dev/null 2>&1"]
+
+    def client_files(self, ctx: TunnelContext) -> list[NodeFile]:
+        server = ctx.tunnel.server
+        conf = render(
+            "openvpn/client.conf.j2",
+            transport=self.transport,
+            iface=self.client_interface(ctx),
+            remote=ctx.server_wan,
+            port=PORT,
+            server_name=server,
+            files=FILES,
+            server=server,
+            log=ctx.log_path,
+            pidfile=f"{RUN_DIR}/{self.name}-{server}.pid",
+        )
+        tls = ctx.secrets.tls(ctx.tunnel.client, server=False)
+        return [
+            NodeFile(f"{FILES}/{self.name}-{server}.conf", conf),
+            *self._pki_files(
+                ctx.secrets.ca.cert_pem, tls.cert_pem, tls.key_pem, ctx.secrets.openvpn_tls_crypt(server), server
+            ),
+        ]
+
+    def client_start(self, ctx: TunnelContext) -> list[str]:
+        return [f"openvpn --config {FILES}/{self.name}-{ctx.tunnel.server}.conf </dev/null >/dev/null 2>&1"]
+
+    def diagnose(self, evidence: dict[str, str]) -> list[str]:
+        log = evidence.get("client log", "")
+        facts = []
+        if "Initialization Sequence Completed" in log:
+            facts.append("OpenVPN reported 'Initialization Sequence Completed'")
+        elif "TLS key negotiation failed" in log or "TLS Error" in log:
+            facts.append("OpenVPN TLS negotiation failed")
+        elif "Connection refused" in log or "Connection timed out" in log:
+            facts.append("OpenVPN could not open its TCP connection")
+        elif log:
+            facts.append("OpenVPN never completed its TLS handshake")
+        return facts
+
+    @staticmethod
+    def _pki_files(ca: str, cert: str, key: str, tls_crypt: str, peer: str) -> list[NodeFile]:
+        return [
+            NodeFile(f"{FILES}/ca.crt", ca),
+            NodeFile(f"{FILES}/{peer}.crt" if peer == "server" else f"{FILES}/client.crt", cert),
+            NodeFile(f"{FILES}/{peer}.key" if peer == "server" else f"{FILES}/client.key", key, 0o600),
+            NodeFile(f"{FILES}/tls-crypt-{peer}.key", tls_crypt, 0o600),
+        ]
+
+
+class OpenVpnUdp(OpenVpn):
+    name = "openvpn-udp"
+    octet = 101
+    transport = "udp"
+    flows = (Flow("udp", PORT),)
+    interface_prefix = "ovu"
+
+
+class OpenVpnTcp(OpenVpn):
+    name = "openvpn-tcp"
+    octet = 102
+    transport = "tcp"
+    flows = (Flow("tcp", PORT),)
+    interface_prefix = "ovt"
+

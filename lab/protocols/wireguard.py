@@ -1,0 +1,77 @@
+"""WireGuard: kernel module where the kernel has it, wireguard-go otherwise.
+
+Keys are made per lab. One server interface carries every client as a peer
+(AllowedIPs = the client's /32); each client has one interface per server.
+"""
+
+from __future__ import annotations
+
+from lab.protocols.base import CONF_DIR, LOG_DIR, Flow, NodeFile, Protocol, ServerContext, TunnelContext
+from lab.render import render
+
+PORT = 51820
+
+
+class WireGuard(Protocol):
+    name = "wireguard"
+    octet = 100
+    deadline = 10.0
+    flows = (Flow("udp", PORT),)
+    interface_prefix = "wg"
+
+    def server_files(self, ctx: ServerContext) -> list[NodeFile]:
+        peers = [
+            {
+                "public_key": ctx.secrets.wireguard(t.client).public,
+                "address": ctx.plan.tunnel_client_address(self.octet, ctx.server, t.client),
+            }
+            for t in ctx.tunnels(self.name)
+        ]
+        conf = render(
+            "wireguard/wg.conf.j2",
+            private_key=ctx.secrets.wireguard(ctx.server).private,
+            listen_port=PORT,
+            peers=peers,
+            endpoint=None,
+        )
+        return [NodeFile(f"{CONF_DIR}/wireguard/{self.server_interface()}.conf", conf, 0o600), self._up_script()]
+
+    def server_start(self, ctx: ServerContext) -> list[str]:
+        iface = self.server_interface()
+        address = f"{self.server_tunnel_address(ctx.plan, ctx.server)}/24"
+        return [f"sh {CONF_DIR}/wireguard/up.sh {iface} {CONF_DIR}/wireguard/{iface}.conf {address} >>{self.server_log()} 2>&1"]
+
+    def client_files(self, ctx: TunnelContext) -> list[NodeFile]:
+        iface = self.client_interface(ctx)
+        conf = render(
+            "wireguard/wg.conf.j2",
+            private_key=ctx.secrets.wireguard(ctx.tunnel.client).private,
+            listen_port=None,
+            peers=[
+                {
+                    "public_key": ctx.secrets.wireguard(ctx.tunnel.server).public,
+                    "address": self.server_tunnel_address(ctx.plan, ctx.tunnel.server),
+                    "endpoint": f"{ctx.server_wan}:{PORT}",
+                }
+            ],
+            endpoint=True,
+        )
+        return [NodeFile(f"{CONF_DIR}/wireguard/{iface}.conf", conf, 0o600), self._up_script()]
+
+    def client_start(self, ctx: TunnelContext) -> list[str]:
+        iface = self.client_interface(ctx)
+        address = f"{ctx.plan.tunnel_client_address(self.octet, ctx.tunnel.server, ctx.tunnel.client)}/24"
+        return [f"sh {CONF_DIR}/wireguard/up.sh {iface} {CONF_DIR}/wireguard/{iface}.conf {address} >>{ctx.log_path} 2>&1"]
+
+    def client_evidence(self, ctx: TunnelContext) -> dict[str, str]:
+        return {"wg show": f"wg show {self.client_interface(ctx)}"}
+
+    def diagnose(self, evidence: dict[str, str]) -> list[str]:
+        show = evidence.get("wg show", "")
+        if "latest handshake" not in show:
+            return ["no WireGuard handshake completed"]
+        return ["a WireGuard handshake completed"]
+
+    @staticmethod
+    def _up_script() -> NodeFile:
+        return NodeFile(f"{CONF_DIR}/wireguard/up.sh", render("wireguard/up.sh.j2", log_dir=LOG_DIR), 0o755)

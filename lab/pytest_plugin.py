@@ -1,0 +1,1 @@
+"""pytest plugin for vpnlab (fixtures arrive in the next commit)."""

@@ -1,0 +1,39 @@
+"""Showing results to a person: the tunnel table."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from lab.results import RunResult
+
+STYLE = {"up": "green", "down": "yellow", "skipped": "blue", "error": "red"}
+
+
+def tunnel_table(result: RunResult) -> Table:
+    table = Table(title=f"lab {result.name}: runtime {result.runtime}, kernel {result.kernel}", title_justify="left")
+    for column in ("tunnel", "expect", "observed", "", "seconds", "reason"):
+        table.add_column(column, overflow="fold")
+    for t in result.tunnels:
+        mark = "[green]✓ pass[/green]" if t.passed else "[red]✗ FAIL[/red]"
+        if t.observed == "skipped":
+            mark = "[blue]- skip[/blue]"
+        style = STYLE.get(t.observed, "")
+        table.add_row(
+            f"{t.client} → {t.server} ({t.protocol})",
+            t.expect,
+            f"[{style}]{t.observed}[/{style}]",
+            mark,
+            f"{t.seconds:.1f}",
+            t.reason,
+        )
+    return table
+
+
+def print_result(result: RunResult, console: Console) -> None:
+    console.print(tunnel_table(result))
+    failed = [t for t in result.tunnels if not t.passed and t.observed != "skipped"]
+    skipped = [t for t in result.tunnels if t.observed == "skipped"]
+    summary = f"{len(result.tunnels) - len(failed) - len(skipped)} as expected, {len(failed)} not, {len(skipped)} skipped"
+    colour = "green" if not failed else "red"
+    console.print(f"[{colour}]{summary}[/{colour}]")

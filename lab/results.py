@@ -1,0 +1,56 @@
+"""Results of a run: one TunnelResult per tunnel, gathered in a RunResult (the JSON shape)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+OBSERVED = ("up", "down", "skipped", "error")
+
+
+@dataclass
+class TunnelResult:
+    client: str
+    server: str
+    protocol: str
+    expect: str
+    observed: str  # one of OBSERVED
+    reason: str
+    seconds: float
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return f"{self.client}-{self.protocol}-{self.server}"
+
+    @property
+    def passed(self) -> bool:
+        return self.observed == self.expect
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "passed": self.passed}
+
+
+@dataclass
+class RunResult:
+    name: str
+    runtime: str
+    runtime_reason: str
+    kernel: str
+    tunnels: list[TunnelResult]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return all(t.passed for t in self.tunnels)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "runtime": self.runtime,
+            "runtime_reason": self.runtime_reason,
+            "kernel": self.kernel,
+            "passed": self.passed,
+            "seconds": self.seconds,
+            "tunnels": [t.to_dict() for t in self.tunnels],
+        }

@@ -1,0 +1,85 @@
+"""The router's ruleset as data, then rendered to iptables-restore input.
+
+Keeping the drops as data (each with the comment it carries in iptables)
+lets the tunnel checks name the rule whose counters show it dropped a flow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lab.render import render
+from lab.router.helpers import CONNTRACK_SYSCTLS, HELPERS, PASSTHROUGH_FLOWS, HelperFlow
+from lab.topology.addressing import AddressPlan
+from lab.topology.model import Topology
+
+LAN_IF = "lan0"
+WAN_IF = "wan0"
+COMMENT_PREFIX = "vpnlab:"
+
+
+@dataclass(frozen=True)
+class DropRule:
+    comment: str
+    proto: str
+    port_low: int | None = None
+    port_high: int | None = None
+
+    @property
+    def match(self) -> str:
+        spec = f"-p {self.proto}"
+        if self.port_low is not None:
+            ports = str(self.port_low) if self.port_low == self.port_high else f"{self.port_low}:{self.port_high}"
+            spec += f" --dport {ports}"
+        return spec
+
+    def matches(self, proto: str, port: int | None) -> bool:
+        if proto != self.proto:
+            return False
+        if self.port_low is None:
+            return True
+        return port is not None and self.port_low <= port <= (self.port_high or self.port_low)
+
+
+@dataclass(frozen=True)
+class RouterPlan:
+    nat: str
+    lan_if: str
+    wan_if: str
+    lan: str
+    helpers: list[HelperFlow]
+    drops: list[DropRule]
+    sysctls: dict[str, str] = field(default_factory=dict)
+
+
+def plan_router(topology: Topology, plan: AddressPlan) -> RouterPlan:
+    router = topology.router
+    drops: list[DropRule] = []
+    for family, flows in PASSTHROUGH_FLOWS.items():
+        if getattr(router.passthrough, family):
+            continue
+        for proto, port in flows:
+            label = f"{proto}/{port}" if port else proto
+            drops.append(DropRule(f"{COMMENT_PREFIX} passthrough {family} off ({label})", proto, port, port))
+    for block in router.block:
+        drops.append(DropRule(f"{COMMENT_PREFIX} block {block.label}", block.proto, block.port_low, block.port_high))
+
+    sysctls = {"net.ipv4.ip_forward": "1"}
+    for key, sysctl in CONNTRACK_SYSCTLS.items():
+        value = getattr(router.conntrack, key)
+        if value is not None:
+            sysctls[sysctl] = str(value)
+
+    return RouterPlan(
+        nat=router.nat,
+        lan_if=LAN_IF,
+        wan_if=WAN_IF,
+        lan=str(plan.lan),
+        helpers=[flow for name in router.helpers for flow in HELPERS[name]],
+        drops=drops,
+        sysctls=sysctls,
+    )
+
+
+def render_ruleset(router: RouterPlan) -> str:
+    return render("router/rules.v4.j2", router=router, prefix=COMMENT_PREFIX)

@@ -1,0 +1,1 @@
+"""Running labs on a Docker engine: connect, create, wire, exec, tear down."""

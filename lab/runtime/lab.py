@@ -1,0 +1,290 @@
+"""Bringing a lab up on a Docker engine and taking it down again.
+
+Everything a lab creates carries the ``vpnlab.lab`` label; ``down`` and the
+clean-up after a failed or interrupted ``up`` remove by label, whatever
+state things were left in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import docker
+import docker.errors
+from docker.models.containers import Container
+
+from lab import __version__
+from lab.errors import LabExistsError, LabNotFound, LabRuntimeError, NodeNotFound, VpnlabError
+from lab.images import image_tag
+from lab.nodes import DROPPED_CAPS, LabSpec, NodeSpec
+from lab.protocols.base import CONF_DIR, NodeFile
+from lab.runtime.engine import (
+    LABEL_HASH,
+    LABEL_LAB,
+    LABEL_NODE,
+    LABEL_OWNER,
+    LABEL_ROLE,
+    LABEL_SOURCE,
+    LABEL_VERSION,
+    container_name,
+    lab_filter,
+)
+from lab.runtime.files import copy_files, read_file
+from lab.runtime.wiring import plan_ports, wiring_script
+from lab.topology.model import Topology
+
+T = TypeVar("T")
+SWITCH = "switch"
+TOPOLOGY_FILE = f"{CONF_DIR}/topology.json"
+
+
+def topology_hash(topology: Topology) -> str:
+    canonical = json.dumps(topology.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def this_owner(mode: str) -> str:
+    """Who holds a lab: 'up' (kept until 'down') or 'run:<host>:<pid>' (torn down by that process)."""
+    return "up" if mode == "up" else f"run:{socket.gethostname()}:{os.getpid()}"
+
+
+def owner_alive(owner: str) -> bool:
+    if not owner.startswith("run:"):
+        return True
+    _, host, pid = owner.split(":", 2)
+    if host != socket.gethostname():
+        return True  # cannot tell from here: assume it is in use
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return True
+    return True
+
+
+def parallel(fn: Callable[[T], Any], items: Iterable[T]) -> list[Any]:
+    items = list(items)
+    if not items:
+        return []
+    with ThreadPoolExecutor(max_workers=min(8, len(items))) as pool:
+        return list(pool.map(fn, items))
+
+
+@dataclass
+class ExecResult:
+    node: str
+    command: str
+    exit_code: int
+    output: str
+
+    @property
+    def succeeded(self) -> bool:
+        return self.exit_code == 0
+
+
+class DockerLab:
+    """One lab on one engine, addressed by its name."""
+
+    def __init__(self, client: docker.DockerClient, name: str):
+        self.client = client
+        self.name = name
+
+    # --- lookup -------------------------------------------------------------
+
+    def containers(self) -> list[Container]:
+        return self.client.containers.list(all=True, filters=lab_filter(self.name))
+
+    def exists(self) -> bool:
+        return bool(self.containers())
+
+    def container(self, node: str) -> Container:
+        found = self.client.containers.list(
+            all=True, filters={"label": [f"{LABEL_LAB}={self.name}", f"{LABEL_NODE}={node}"]}
+        )
+        if not found:
+            if not self.exists():
+                raise LabNotFound(self.name)
+            known = [c.labels.get(LABEL_NODE, "?") for c in self.containers()]
+            raise NodeNotFound(self.name, node, [k for k in known if k != SWITCH])
+        return found[0]
+
+    def topology(self) -> Topology:
+        """The topology a running lab was made from (kept inside its router)."""
+        return Topology.model_validate_json(read_file(self.container("router"), TOPOLOGY_FILE))
+
+    # --- exec ---------------------------------------------------------------
+
+    def exec(self, node: str, command: str | list[str], *, container: Container | None = None) -> ExecResult:
+        target = container or self.container(node)
+        cmd = ["sh", "-c", command] if isinstance(command, str) else command
+        exit_code, output = target.exec_run(cmd, demux=False)
+        text = (output or b"").decode(errors="replace")
+        return ExecResult(node, command if isinstance(command, str) else " ".join(command), exit_code or 0, text)
+
+    # --- up / down ----------------------------------------------------------
+
+    def prepare(self, topology: Topology, owner: str) -> bool:
+        """Decide what to do with an existing lab of this name; True means it is already up."""
+        existing = self.containers()
+        if not existing:
+            return False
+        labels = existing[0].labels
+        same = labels.get(LABEL_HASH) == topology_hash(topology)
+        running = all(c.status == "running" for c in existing)
+        holder = labels.get(LABEL_OWNER, "up")
+        if same and running and owner == "up" and holder == "up":
+            return True
+        if owner_alive(holder) and holder != "up" and running:
+            raise LabExistsError(self.name, labels.get(LABEL_SOURCE, "?") + f", held by {holder}")
+        if not same and holder == "up" and running:
+            raise LabExistsError(self.name, labels.get(LABEL_SOURCE, "?"))
+        self.down()  # stale: left by a killed run or half made
+        return False
+
+    def up(self, spec: LabSpec, *, owner: str, source: str, progress: Callable[[str], None] = lambda _: None) -> None:
+        """Create, wire and set up every node; on any failure remove all of it."""
+        try:
+            self._up(spec, owner=owner, source=source, progress=progress)
+        except BaseException:
+            self.down()
+            raise
+
+    def _up(self, spec: LabSpec, *, owner: str, source: str, progress: Callable[[str], None]) -> None:
+        base_labels = {
+            LABEL_LAB: self.name,
+            LABEL_HASH: topology_hash(spec.topology),
+            LABEL_OWNER: owner,
+            LABEL_SOURCE: source,
+            LABEL_VERSION: __version__,
+        }
+        progress("creating containers")
+        topology_file = NodeFile(TOPOLOGY_FILE, spec.topology.model_dump_json(indent=2))
+        switch = self._create_switch(base_labels)
+        nodes = {n.name: n for n in spec.nodes}
+
+        def create(node: NodeSpec) -> Container:
+            container = self._create_node(node, base_labels)
+            files = node.files + [NodeFile(f"{CONF_DIR}/setup.sh", node.setup_script(), 0o755)]
+            if node.role == "router":
+                files.append(topology_file)
+            copy_files(container, files)
+            return container
+
+        containers = dict(zip(nodes, parallel(create, nodes.values())))
+        progress("starting containers")
+        parallel(lambda c: c.start(), [switch, *containers.values()])
+        pids = {}
+        for name, container in containers.items():
+            container.reload()
+            pids[name] = int(container.attrs["State"]["Pid"])
+
+        progress("wiring LAN and WAN")
+        wired = self.exec(SWITCH, wiring_script(plan_ports(spec.nodes, pids)), container=switch)
+        if not wired.succeeded:
+            raise LabRuntimeError(SWITCH, "wiring", wired.output)
+
+        progress("configuring router and servers")
+        results = parallel(
+            lambda name: self.exec(name, f"sh {CONF_DIR}/setup.sh", container=containers[name]), containers
+        )
+        for result in results:
+            if not result.succeeded:
+                raise LabRuntimeError(result.node, "setup", result.output)
+
+    def _create_switch(self, labels: dict[str, str]) -> Container:
+        return self.client.containers.create(
+            image_tag("router"),
+            name=container_name(self.name, SWITCH),
+            hostname=SWITCH,
+            command=["sleep", "infinity"],
+            init=True,
+            network_mode="none",
+            pid_mode="host",  # to name each node's network namespace by its PID
+            cap_drop=["ALL"],
+            cap_add=["NET_ADMIN"],
+            labels={**labels, LABEL_NODE: SWITCH, LABEL_ROLE: SWITCH},
+        )
+
+    def _create_node(self, node: NodeSpec, labels: dict[str, str]) -> Container:
+        try:
+            return self.client.containers.create(
+                image_tag(node.role),
+                name=container_name(self.name, node.name),
+                hostname=node.name,
+                command=["sleep", "infinity"],
+                init=True,
+                network_mode="none",
+                cap_add=node.cap_add,
+                cap_drop=DROPPED_CAPS,
+                devices=[f"{d}:{d}:rwm" for d in node.devices],
+                sysctls=node.sysctls or None,
+                labels={**labels, LABEL_NODE: node.name, LABEL_ROLE: node.role},
+            )
+        except docker.errors.APIError as exc:
+            raise LabRuntimeError(node.name, "create", str(exc.explanation or exc)) from None
+
+    def down(self) -> int:
+        """Remove every container, network and volume labelled with this lab; returns the count."""
+        return remove_labelled(self.client, lab_filter(self.name))
+
+
+def remove_labelled(client: docker.DockerClient, filters: dict[str, Any]) -> int:
+    removed = 0
+
+    def remove_container(container: Container) -> None:
+        try:
+            container.remove(force=True, v=True)
+        except docker.errors.NotFound:
+            pass
+
+    containers = client.containers.list(all=True, filters=filters)
+    parallel(remove_container, containers)
+    removed += len(containers)
+    for network in client.networks.list(filters=filters):
+        try:
+            network.remove()
+            removed += 1
+        except docker.errors.NotFound:
+            pass
+    for volume in client.volumes.list(filters=filters):
+        try:
+            volume.remove(force=True)
+            removed += 1
+        except docker.errors.NotFound:
+            pass
+    return removed
+
+
+@dataclass
+class LabStatus:
+    name: str
+    source: str
+    owner: str
+    nodes: dict[str, str]  # node -> container status
+
+
+def list_labs(client: docker.DockerClient) -> list[LabStatus]:
+    labs: dict[str, LabStatus] = {}
+    for container in client.containers.list(all=True, filters=lab_filter()):
+        labels = container.labels
+        name = labels.get(LABEL_LAB, "?")
+        if labels.get("vpnlab.probe"):
+            continue
+        status = labs.setdefault(name, LabStatus(name, labels.get(LABEL_SOURCE, "?"), labels.get(LABEL_OWNER, "?"), {}))
+        status.nodes[labels.get(LABEL_NODE, container.name)] = container.status
+    return sorted(labs.values(), key=lambda s: s.name)
+
+
+def down_all(client: docker.DockerClient) -> int:
+    return remove_labelled(client, lab_filter())
+
+
+__all__ = ["DockerLab", "ExecResult", "LabStatus", "VpnlabError", "down_all", "list_labs", "topology_hash"]

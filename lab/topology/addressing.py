@@ -1,0 +1,55 @@
+"""The lab's address plan, derived from the topology alone (no state kept).
+
+LAN: the router owns the first address, clients follow from .10.
+WAN: the router owns the first address, servers follow from .10.
+Tunnels: each protocol has its own 10.<base>.<server>.0/24 so that one client
+can hold several tunnels to one server at once; the server owns .1.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from lab.topology.model import Topology
+
+FIRST_HOST = 10
+
+
+@dataclass(frozen=True)
+class AddressPlan:
+    lan: ipaddress.IPv4Network
+    wan: ipaddress.IPv4Network
+    router_lan: ipaddress.IPv4Address
+    router_wan: ipaddress.IPv4Address
+    clients: dict[str, ipaddress.IPv4Address]
+    servers: dict[str, ipaddress.IPv4Address]
+    server_index: dict[str, int]
+    client_index: dict[str, int]
+
+    def tunnel_subnet(self, protocol_octet: int, server: str) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(f"10.{protocol_octet}.{self.server_index[server]}.0/24")
+
+    def tunnel_server_address(self, protocol_octet: int, server: str) -> ipaddress.IPv4Address:
+        return self.tunnel_subnet(protocol_octet, server).network_address + 1
+
+    def tunnel_client_address(self, protocol_octet: int, server: str, client: str) -> ipaddress.IPv4Address:
+        return self.tunnel_subnet(protocol_octet, server).network_address + FIRST_HOST + self.client_index[client]
+
+
+def plan_addresses(topology: Topology) -> AddressPlan:
+    lan, wan = topology.network.lan, topology.network.wan
+    hosts_lan = lan.num_addresses - 2 - FIRST_HOST
+    hosts_wan = wan.num_addresses - 2 - FIRST_HOST
+    if len(topology.clients) > hosts_lan or len(topology.servers) > hosts_wan or len(topology.clients) > 200:
+        raise ValueError("too many nodes for the LAN/WAN subnets")
+    return AddressPlan(
+        lan=lan,
+        wan=wan,
+        router_lan=lan.network_address + 1,
+        router_wan=wan.network_address + 1,
+        clients={c.name: lan.network_address + FIRST_HOST + i for i, c in enumerate(topology.clients)},
+        servers={s.name: wan.network_address + FIRST_HOST + i for i, s in enumerate(topology.servers)},
+        server_index={s.name: i for i, s in enumerate(topology.servers)},
+        client_index={c.name: i for i, c in enumerate(topology.clients)},
+    )

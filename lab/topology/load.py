@@ -1,0 +1,169 @@
+"""Read a topology file and report every problem at once, each with its location.
+
+Pydantic checks the shape of each field; the cross-references (a tunnel's
+client, server and protocol, the router's helpers) are checked here on the
+raw data so that they are reported even when the shape has problems too.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from lab.errors import Problem, TopologyError
+from lab.protocols import PROTOCOLS
+from lab.router.helpers import HELPERS
+from lab.topology.model import RESERVED_NODE_NAMES, Topology
+
+
+def load_topology(path: str | Path) -> Topology:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise TopologyError(str(path), [Problem("", f"cannot read the file ({exc.strerror})")]) from None
+    return parse_topology(text, source=str(path))
+
+
+def parse_topology(text: str, source: str = "<topology>") -> Topology:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise TopologyError(source, [Problem(where, f"not valid YAML: {reason}")]) from None
+    if not isinstance(data, dict):
+        raise TopologyError(source, [Problem("", "the topology must be a YAML mapping with name, servers, clients")])
+
+    problems: list[Problem] = []
+    topology: Topology | None = None
+    try:
+        topology = Topology.model_validate(data)
+    except ValidationError as exc:
+        problems += [_problem_from_pydantic(err) for err in exc.errors()]
+    problems += cross_reference_problems(data)
+
+    unique = sorted(dict.fromkeys(problems), key=_document_order)
+    if unique or topology is None:
+        raise TopologyError(source, unique)
+    return topology
+
+
+TOP_LEVEL_ORDER = ["", "name", "description", "router", "network", "servers", "clients", "tunnels"]
+
+
+def _document_order(problem: Problem) -> tuple[object, ...]:
+    head = re.split(r"[.\[]", problem.location, maxsplit=1)[0]
+    rank = TOP_LEVEL_ORDER.index(head) if head in TOP_LEVEL_ORDER else len(TOP_LEVEL_ORDER)
+    numbers = tuple(int(n) for n in re.findall(r"\[(\d+)\]", problem.location))
+    return (rank, numbers, problem.location)
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("function-after[check_name(), str]",):
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _problem_from_pydantic(err: dict[str, Any]) -> Problem:
+    kind = err["type"]
+    msg = err["msg"]
+    if kind == "extra_forbidden":
+        msg = "unknown field (see the topology schema in the README)"
+    elif kind == "missing":
+        msg = "required field is missing"
+    elif msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    return Problem(_location(tuple(err["loc"])), msg)
+
+
+def _listed(data: dict[str, Any], key: str) -> list[Any]:
+    value = data.get(key)
+    return value if isinstance(value, list) else []
+
+
+def _names(items: list[Any]) -> list[str]:
+    return [i["name"] for i in items if isinstance(i, dict) and isinstance(i.get("name"), str)]
+
+
+def cross_reference_problems(data: dict[str, Any]) -> list[Problem]:
+    problems: list[Problem] = []
+    known_protocols = ", ".join(PROTOCOLS)
+    servers = _listed(data, "servers")
+    clients = _listed(data, "clients")
+    server_names = list(dict.fromkeys(_names(servers)))
+    client_names = list(dict.fromkeys(_names(clients)))
+
+    seen: dict[str, str] = {}
+    for key, items in (("servers", servers), ("clients", clients)):
+        for i, item in enumerate(items):
+            name = item.get("name") if isinstance(item, dict) else None
+            if not isinstance(name, str):
+                continue
+            where = f"{key}[{i}].name"
+            if name in RESERVED_NODE_NAMES:
+                problems.append(Problem(where, f"'{name}' is reserved for the lab's own node; choose another name"))
+            elif name in seen:
+                problems.append(Problem(where, f"'{name}' is already used by {seen[name]}"))
+            else:
+                seen[name] = where
+
+    served: dict[str, list[str]] = {}
+    for i, server in enumerate(servers):
+        protocols = server.get("protocols") if isinstance(server, dict) else None
+        if not isinstance(protocols, list):
+            continue
+        for j, proto in enumerate(protocols):
+            where = f"servers[{i}].protocols[{j}]"
+            if proto not in PROTOCOLS:
+                problems.append(Problem(where, f"unknown protocol '{proto}' (known: {known_protocols})"))
+            elif proto in protocols[:j]:
+                problems.append(Problem(where, f"protocol '{proto}' is listed twice"))
+        if isinstance(server.get("name"), str):
+            served[server["name"]] = [p for p in protocols if isinstance(p, str)]
+
+    router = data.get("router")
+    helpers = router.get("helpers") if isinstance(router, dict) else None
+    if isinstance(helpers, list):
+        for i, helper in enumerate(helpers):
+            if helper not in HELPERS:
+                problems.append(
+                    Problem(f"router.helpers[{i}]", f"unknown helper '{helper}' (known: {', '.join(HELPERS)})")
+                )
+
+    seen_tunnels: dict[tuple[Any, Any, Any], int] = {}
+    for i, tunnel in enumerate(_listed(data, "tunnels")):
+        if not isinstance(tunnel, dict):
+            continue
+        client, server, proto = tunnel.get("client"), tunnel.get("server"), tunnel.get("protocol")
+        if isinstance(client, str) and client not in client_names:
+            problems.append(Problem(f"tunnels[{i}].client", f"no client named '{client}' (clients: {', '.join(client_names) or 'none'})"))
+        if isinstance(server, str) and server not in server_names:
+            problems.append(Problem(f"tunnels[{i}].server", f"no server named '{server}' (servers: {', '.join(server_names) or 'none'})"))
+        if isinstance(proto, str):
+            if proto not in PROTOCOLS:
+                problems.append(Problem(f"tunnels[{i}].protocol", f"unknown protocol '{proto}' (known: {known_protocols})"))
+            elif server in served and proto not in served[server]:
+                problems.append(
+                    Problem(
+                        f"tunnels[{i}].protocol",
+                        f"server '{server}' does not serve '{proto}' (add it to its protocols: {', '.join(served[server])})",
+                    )
+                )
+        key = (client, server, proto)
+        if key in seen_tunnels:
+            problems.append(Problem(f"tunnels[{i}]", f"same client, server and protocol as tunnels[{seen_tunnels[key]}]"))
+        else:
+            seen_tunnels[key] = i
+    return problems

@@ -1,0 +1,194 @@
+"""Pydantic models of a topology file; knows nothing about Docker.
+
+Field-level checks live on the models; checks that relate several parts
+(a tunnel naming an unknown client) live in ``lab.topology.load`` so that
+every problem is collected and reported at once.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,23}$")
+NAME_RULE = "lowercase letters, digits and '-', starting with a letter, at most 24 characters"
+RESERVED_NODE_NAMES = {"router", "switch"}
+
+BLOCK_PROTOCOLS = {"gre": 47, "esp": 50, "ah": 51, "icmp": 1}
+BLOCK_RE = re.compile(r"^(tcp|udp)/(\d{1,5})(?:-(\d{1,5}))?$")
+BLOCK_RULE = "'tcp/PORT', 'udp/PORT', 'udp/LOW-HIGH' or one of: " + ", ".join(sorted(BLOCK_PROTOCOLS))
+
+DOCUMENTATION_NETS = [ipaddress.ip_network(n) for n in ("203.0.113.0/24", "198.51.100.0/24")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def check_name(value: str) -> str:
+    if not NAME_RE.match(value):
+        raise ValueError(f"'{value}' is not a valid name ({NAME_RULE})")
+    return value
+
+
+Name = Annotated[str, AfterValidator(check_name)]
+
+
+class Passthrough(Strict):
+    """What the router forwards for each legacy VPN family (vendors' toggles)."""
+
+    pptp: bool = True
+    l2tp: bool = True
+    ipsec: bool = True
+
+
+class Conntrack(Strict):
+    """Conntrack timeouts in seconds, applied in the router's network namespace."""
+
+    udp_timeout: int | None = Field(default=None, ge=1, le=86400)
+    udp_stream_timeout: int | None = Field(default=None, ge=1, le=86400)
+    tcp_timeout_established: int | None = Field(default=None, ge=1, le=864000)
+    gre_timeout: int | None = Field(default=None, ge=1, le=86400)
+    gre_stream_timeout: int | None = Field(default=None, ge=1, le=86400)
+
+
+class BlockRule(Strict):
+    """One extra drop in the router's forward path."""
+
+    proto: str
+    port_low: int | None = None
+    port_high: int | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def from_text(cls, value: object) -> object:
+        if isinstance(value, str):
+            return cls.parse_fields(value)
+        if isinstance(value, (int, float)):
+            raise ValueError(f"'{value}' is not a block rule (allowed: {BLOCK_RULE})")
+        return value
+
+    @classmethod
+    def parse(cls, text: str) -> BlockRule:
+        return cls(**cls.parse_fields(text))
+
+    @staticmethod
+    def parse_fields(text: str) -> dict[str, object]:
+        text = text.strip().lower()
+        if text in BLOCK_PROTOCOLS:
+            return {"proto": text}
+        match = BLOCK_RE.match(text)
+        if not match:
+            raise ValueError(f"'{text}' is not a block rule (allowed: {BLOCK_RULE})")
+        low = int(match.group(2))
+        high = int(match.group(3) or low)
+        if not (1 <= low <= high <= 65535):
+            raise ValueError(f"'{text}': ports must be 1-65535 and LOW <= HIGH")
+        return {"proto": match.group(1), "port_low": low, "port_high": high}
+
+    @property
+    def label(self) -> str:
+        if self.port_low is None:
+            return self.proto
+        if self.port_low == self.port_high:
+            return f"{self.proto}/{self.port_low}"
+        return f"{self.proto}/{self.port_low}-{self.port_high}"
+
+    def matches(self, proto: str, port: int | None) -> bool:
+        if proto != self.proto:
+            return False
+        if self.port_low is None:
+            return True
+        return port is not None and self.port_low <= port <= (self.port_high or self.port_low)
+
+
+class Router(Strict):
+    nat: Literal["masquerade", "none"] = "masquerade"
+    helpers: list[str] = Field(default_factory=list)
+    passthrough: Passthrough = Field(default_factory=Passthrough)
+    block: list[BlockRule] = Field(default_factory=list)
+    conntrack: Conntrack = Field(default_factory=Conntrack)
+
+    @field_validator("helpers")
+    @classmethod
+    def unique_helpers(cls, value: list[str]) -> list[str]:
+        seen = set()
+        for helper in value:
+            if helper in seen:
+                raise ValueError(f"helper '{helper}' is listed twice")
+            seen.add(helper)
+        return value
+
+
+class Network(Strict):
+    """The two segments; both stay inside the lab."""
+
+    lan: ipaddress.IPv4Network = ipaddress.IPv4Network("192.168.100.0/24")
+    wan: ipaddress.IPv4Network = ipaddress.IPv4Network("203.0.113.0/24")
+
+    @field_validator("lan")
+    @classmethod
+    def private_lan(cls, value: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+        if not value.is_private or value.prefixlen > 26 or value.prefixlen < 16:
+            raise ValueError(f"{value}: the LAN must be a private /16 to /26 (for example 192.168.100.0/24)")
+        return value
+
+    @field_validator("wan")
+    @classmethod
+    def documentation_wan(cls, value: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+        if not any(value.subnet_of(net) for net in DOCUMENTATION_NETS) or value.prefixlen > 26:
+            raise ValueError(
+                f"{value}: the WAN must lie in a documentation range (203.0.113.0/24 or 198.51.100.0/24)"
+            )
+        return value
+
+
+class Server(Strict):
+    name: Name
+    protocols: list[str] = Field(min_length=1)
+
+
+class Client(Strict):
+    name: Name
+
+
+class Tunnel(Strict):
+    client: str
+    server: str
+    protocol: str
+    expect: Literal["up", "down"] = "up"
+    deadline: float | None = Field(default=None, gt=0, le=120)
+    options: dict[str, str | int | bool] = Field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return f"{self.client}-{self.protocol}-{self.server}"
+
+
+class Topology(Strict):
+    name: Name
+    description: str = ""
+    router: Router = Field(default_factory=Router)
+    network: Network = Field(default_factory=Network)
+    servers: list[Server] = Field(min_length=1, max_length=50)
+    clients: list[Client] = Field(min_length=1, max_length=200)
+    tunnels: list[Tunnel] = Field(default_factory=list)
+
+    def server(self, name: str) -> Server:
+        return next(s for s in self.servers if s.name == name)
+
+    def client(self, name: str) -> Client:
+        return next(c for c in self.clients if c.name == name)
+
+    def server_index(self, name: str) -> int:
+        return [s.name for s in self.servers].index(name)
+
+    def client_index(self, name: str) -> int:
+        return [c.name for c in self.clients].index(name)
+
+    @property
+    def node_names(self) -> list[str]:
+        return ["router"] + [s.name for s in self.servers] + [c.name for c in self.clients]

@@ -1,0 +1,60 @@
+"""Per-tunnel scripts on the client: start-and-wait (the up-check) and evidence.
+
+The up-check is one script run by one exec: it starts the tunnel, then
+pings the server's tunnel address until it answers or the protocol's
+deadline passes, so a verdict costs no polling from the host.
+"""
+
+from __future__ import annotations
+
+from lab.protocols import PROTOCOLS
+from lab.protocols.base import CONF_DIR, LOG_DIR, RUN_DIR, NodeFile, TunnelContext
+from lab.render import render
+
+EVIDENCE_LINES = 20
+
+
+def tunnel_dir(ctx: TunnelContext) -> str:
+    return f"{CONF_DIR}/tunnels/{ctx.tunnel.id}"
+
+
+def deadline(ctx: TunnelContext) -> float:
+    return ctx.tunnel.deadline or PROTOCOLS[ctx.tunnel.protocol].deadline
+
+
+def tunnel_files(ctx: TunnelContext) -> list[NodeFile]:
+    proto = PROTOCOLS[ctx.tunnel.protocol]
+    iface = proto.client_interface(ctx)
+    check = render(
+        "common/check-tunnel.sh.j2",
+        tunnel_id=ctx.tunnel.id,
+        iface=iface,
+        peer=proto.server_tunnel_address(ctx.plan, ctx.tunnel.server),
+        start=proto.client_start(ctx),
+        deadline=f"{deadline(ctx):g}",
+        deadline_ms=int(deadline(ctx) * 1000),
+        log_dir=LOG_DIR,
+        run_dir=RUN_DIR,
+    )
+    sections = {
+        "interface": f"ip -s -d link show dev {iface}",
+        "addresses": f"ip -br address show dev {iface}",
+        **proto.client_evidence(ctx),
+        "client log": f"tail -n {EVIDENCE_LINES} {ctx.log_path}",
+    }
+    evidence = render("common/evidence.sh.j2", tunnel_id=ctx.tunnel.id, sections=sections)
+    return [
+        NodeFile(f"{tunnel_dir(ctx)}/check.sh", check, 0o755),
+        NodeFile(f"{tunnel_dir(ctx)}/evidence.sh", evidence, 0o755),
+    ]
+
+
+def parse_sections(text: str) -> dict[str, str]:
+    sections: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in text.splitlines():
+        if line.startswith("==== "):
+            current = sections.setdefault(line[5:].strip(), [])
+        elif current is not None:
+            current.append(line)
+    return {name: "\n".join(lines).strip() for name, lines in sections.items()}
