@@ -20,8 +20,10 @@ from lab.topology.model import Topology
 from lab.tunnels import parse_sections, tunnel_dir
 
 
-def check_tunnels(lab: DockerLab, topology: Topology, skip: dict[int, str] | None = None) -> list[TunnelResult]:
-    """Check every tunnel; ``skip`` maps a tunnel index to the reason it cannot run here."""
+def check_tunnels(
+    lab: DockerLab, topology: Topology, skip: dict[int, str] | None = None, only: list[int] | None = None
+) -> list[TunnelResult]:
+    """Check every tunnel (or those in ``only``); ``skip`` maps an index to why it cannot run here."""
     skip = skip or {}
     plan = plan_addresses(topology)
     secrets = LabSecrets(topology.name)  # check scripts need no secrets; contexts want one
@@ -33,7 +35,7 @@ def check_tunnels(lab: DockerLab, topology: Topology, skip: dict[int, str] | Non
             return TunnelResult(t.client, t.server, t.protocol, t.expect, "skipped", skip[index], 0.0, {})
         return check_tunnel(lab, ctx)
 
-    return parallel(one, range(len(topology.tunnels)))
+    return parallel(one, only if only is not None else range(len(topology.tunnels)))
 
 
 def check_tunnel(lab: DockerLab, ctx: TunnelContext) -> TunnelResult:
@@ -50,7 +52,7 @@ def check_tunnel(lab: DockerLab, ctx: TunnelContext) -> TunnelResult:
 
     client = parse_sections(client_text)
     router = parse_sections(router_text)
-    entries = conntrack_lines(router.get("conntrack", ""))
+    entries = flow_entries(conntrack_lines(router.get("conntrack", "")), proto.flows)
     hits = drops_for(rule_hits(router.get("counters", "")), proto.flows)
     evidence = {
         "router_conntrack": entries,
@@ -84,7 +86,7 @@ def explain(observed, detail, protocol_facts, entries, hits, flows, ctx: TunnelC
         return "; ".join(facts + protocol_facts)
     for hit in hits:
         facts.append(f"router rule '{hit.comment}' ({hit.chain}) dropped {hit.packets} packets")
-    flow_lines = flow_entries(entries, flows)
+    flow_lines = entries
     labels = ", ".join(f.label for f in flows)
     if not flow_lines and not hits:
         facts.append(f"no router conntrack entry for {labels} to {ctx.server_wan}")

@@ -23,7 +23,8 @@ from lab import __version__
 from lab.errors import VpnlabError
 from lab.topology import load_topology
 
-console = Console(stderr=False, highlight=False)
+# Wide enough for the reasons when the output is a CI log rather than a terminal.
+console = Console(stderr=False, highlight=False, width=None if sys.stdout.isatty() else 160)
 errors = Console(stderr=True, highlight=False)
 
 

@@ -1,1 +1,203 @@
-"""pytest plugin for vpnlab (fixtures arrive in the next commit)."""
+"""pytest plugin: labs as fixtures, testinfra hosts for nodes, tunnel assertions.
+
+    pytestmark = pytest.mark.vpnlab_topology("topologies/home-office.yml")
+
+    def test_wireguard(vpnlab_lab):
+        assert_tunnel(vpnlab_lab.check("alice", "wireguard"), "up")
+
+A lab comes up once per test module (``vpnlab_lab``) or per test
+(``vpnlab_factory``) and is removed afterwards whatever happened, unless
+``--vpnlab-keep``. Without a reachable engine the tests are skipped with the
+reason, or fail with ``--vpnlab-require-engine`` (CI uses that).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from lab.errors import DockerUnavailable, VpnlabError
+from lab.results import TunnelResult
+from lab.runtime.engine import container_name
+from lab.runtime.lab import DockerLab, ExecResult
+from lab.topology import Topology, load_topology, parse_topology
+
+
+class RunningLab:
+    """A lab that is up, as the tests see it."""
+
+    def __init__(self, lab: DockerLab, topology: Topology, session: Any):
+        self.lab = lab
+        self.topology = topology
+        self.session = session
+        self._results: dict[int, TunnelResult] = {}
+
+    @property
+    def name(self) -> str:
+        return self.topology.name
+
+    def _index(self, client: str | None, protocol: str | None, server: str | None) -> int:
+        matches = [
+            i
+            for i, t in enumerate(self.topology.tunnels)
+            if (client is None or t.client == client)
+            and (protocol is None or t.protocol == protocol)
+            and (server is None or t.server == server)
+        ]
+        if len(matches) != 1:
+            raise LookupError(
+                f"{len(matches)} tunnels in lab '{self.name}' match client={client} protocol={protocol} server={server}"
+            )
+        return matches[0]
+
+    def check(self, client: str | None = None, protocol: str | None = None, server: str | None = None) -> TunnelResult:
+        """Start and check one tunnel (once: later calls return the same result)."""
+        self.check_all(only=[self._index(client, protocol, server)])
+        return self._results[self._index(client, protocol, server)]
+
+    def check_all(self, only: list[int] | None = None) -> list[TunnelResult]:
+        from lab.check import check_tunnels
+
+        wanted = [i for i in (only if only is not None else range(len(self.topology.tunnels))) if i not in self._results]
+        if wanted:
+            skips = self.session.skips(self.topology)
+            for i, result in zip(wanted, check_tunnels(self.lab, self.topology, skips, only=wanted)):
+                self._results[i] = result
+        return [self._results[i] for i in (only if only is not None else range(len(self.topology.tunnels)))]
+
+    def exec(self, node: str, command: str) -> ExecResult:
+        return self.lab.exec(node, command)
+
+    def host(self, node: str) -> Any:
+        """A testinfra host for a node (docker:// backend)."""
+        import testinfra
+
+        return testinfra.get_host(f"docker://{container_name(self.name, node)}")
+
+
+def assert_tunnel(result: TunnelResult, expected: str) -> None:
+    """Fail, with the reason and the evidence, unless the tunnel was observed ``expected``."""
+    __tracebackhide__ = True
+    if result.observed == "skipped":
+        pytest.skip(f"{result.id}: {result.reason}")
+    if result.observed != expected:
+        evidence = json.dumps(result.evidence, indent=2)[:6000]
+        pytest.fail(
+            f"tunnel {result.id}: expected {expected}, observed {result.observed} after {result.seconds} s\n"
+            f"reason: {result.reason}\nevidence:\n{evidence}",
+            pytrace=False,
+        )
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("vpnlab")
+    group.addoption("--vpnlab-keep", action="store_true", help="leave labs running after the tests")
+    group.addoption(
+        "--vpnlab-require-engine",
+        action="store_true",
+        help="fail (instead of skip) when no Docker engine answers",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "vpnlab_topology(path): the topology vpnlab_lab brings up for the module")
+    config.addinivalue_line(
+        "markers", "requires_kernel(*features): skip unless the engine's kernel has these features (see lab.kernel)"
+    )
+
+
+@pytest.fixture(scope="session")
+def vpnlab_session(request: pytest.FixtureRequest) -> Any:
+    from lab.orchestrate import Session
+    from lab.runtime.engine import connect
+
+    try:
+        client = connect()
+    except DockerUnavailable as exc:
+        if request.config.getoption("--vpnlab-require-engine"):
+            pytest.fail(str(exc), pytrace=False)
+        pytest.skip(str(exc))
+    session = Session(client)
+    try:
+        session.ensure_images()
+    except VpnlabError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    return session
+
+
+def _bring_up(session: Any, topology: Topology, source: str) -> DockerLab:
+    from lab import orchestrate
+
+    try:
+        return orchestrate.up(session, topology, source=source, mode="run")
+    except VpnlabError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+def _resolve(request: pytest.FixtureRequest, path: str) -> Path:
+    candidate = Path(path)
+    if candidate.is_absolute():
+        return candidate
+    for base in (Path(str(request.config.rootpath)), Path(str(request.path)).parent):
+        if (base / candidate).exists():
+            return base / candidate
+    return candidate
+
+
+@pytest.fixture(scope="module")
+def vpnlab_lab(request: pytest.FixtureRequest, vpnlab_session: Any) -> Iterator[RunningLab]:
+    marker = request.node.get_closest_marker("vpnlab_topology")
+    if marker is None:
+        pytest.fail("vpnlab_lab needs @pytest.mark.vpnlab_topology('path/to/topology.yml')", pytrace=False)
+    path = _resolve(request, marker.args[0])
+    topology = load_topology(path)
+    lab = _bring_up(vpnlab_session, topology, str(path))
+    try:
+        yield RunningLab(lab, topology, vpnlab_session)
+    finally:
+        if not request.config.getoption("--vpnlab-keep"):
+            lab.down()
+
+
+@pytest.fixture
+def vpnlab_factory(request: pytest.FixtureRequest, vpnlab_session: Any) -> Iterator[Any]:
+    """make(topology) -> RunningLab, where topology is a path, a dict or a Topology."""
+    made: list[DockerLab] = []
+
+    def make(topology: str | Path | dict[str, Any] | Topology) -> RunningLab:
+        if isinstance(topology, dict):
+            model = parse_topology(yaml.safe_dump(topology), source=f"{request.node.name} (inline)")
+        elif isinstance(topology, Topology):
+            model = topology
+        else:
+            model = load_topology(_resolve(request, str(topology)))
+        lab = _bring_up(vpnlab_session, model, request.node.nodeid)
+        made.append(lab)
+        return RunningLab(lab, model, vpnlab_session)
+
+    try:
+        yield make
+    finally:
+        if not request.config.getoption("--vpnlab-keep"):
+            for lab in made:
+                lab.down()
+
+
+@pytest.fixture(autouse=True)
+def _vpnlab_requires_kernel(request: pytest.FixtureRequest) -> None:
+    """Skip a test marked requires_kernel(...) with the missing feature named."""
+    marker = request.node.get_closest_marker("requires_kernel")
+    if marker is None:
+        return
+    from lab.kernel import FEATURE_LABELS
+
+    features = request.getfixturevalue("vpnlab_session").features()
+    missing = [f for f in marker.args if features.available(f) is not True]
+    if missing:
+        names = ", ".join(FEATURE_LABELS.get(f, f) for f in missing)
+        pytest.skip(f"kernel {features.release} lacks {names}")

@@ -12,8 +12,10 @@ STYLE = {"up": "green", "down": "yellow", "skipped": "blue", "error": "red"}
 
 def tunnel_table(result: RunResult) -> Table:
     table = Table(title=f"lab {result.name}: runtime {result.runtime}, kernel {result.kernel}", title_justify="left")
-    for column in ("tunnel", "expect", "observed", "", "seconds", "reason"):
-        table.add_column(column, overflow="fold")
+    table.add_column("tunnel", no_wrap=True)
+    for column in ("expect", "observed", "", "seconds"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("reason", overflow="fold", ratio=1)
     for t in result.tunnels:
         mark = "[green]✓ pass[/green]" if t.passed else "[red]✗ FAIL[/red]"
         if t.observed == "skipped":
@@ -24,7 +26,7 @@ def tunnel_table(result: RunResult) -> Table:
             t.expect,
             f"[{style}]{t.observed}[/{style}]",
             mark,
-            f"{t.seconds:.1f}",
+            f"{t.seconds:.2f}",
             t.reason,
         )
     return table

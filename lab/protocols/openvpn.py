@@ -72,6 +72,8 @@ class OpenVpn(Protocol):
             facts.append("OpenVPN reported 'Initialization Sequence Completed'")
         elif "TLS key negotiation failed" in log or "TLS Error" in log:
             facts.append("OpenVPN TLS negotiation failed")
+        elif "Server poll timeout" in log:
+            facts.append("OpenVPN got no answer from the server (server poll timeout)")
         elif "Connection refused" in log or "Connection timed out" in log:
             facts.append("OpenVPN could not open its TCP connection")
         elif log:

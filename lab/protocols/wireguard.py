@@ -64,13 +64,17 @@ class WireGuard(Protocol):
         return [f"sh {CONF_DIR}/wireguard/up.sh {iface} {CONF_DIR}/wireguard/{iface}.conf {address} >>{ctx.log_path} 2>&1"]
 
     def client_evidence(self, ctx: TunnelContext) -> dict[str, str]:
-        return {"wg show": f"wg show {self.client_interface(ctx)}"}
+        return {
+            "wg show": f"wg show {self.client_interface(ctx)}",
+            "implementation": f"grep '^vpnlab:' {ctx.log_path}",
+        }
 
     def diagnose(self, evidence: dict[str, str]) -> list[str]:
         show = evidence.get("wg show", "")
-        if "latest handshake" not in show:
-            return ["no WireGuard handshake completed"]
-        return ["a WireGuard handshake completed"]
+        facts = ["a WireGuard handshake completed" if "latest handshake" in show else "no WireGuard handshake completed"]
+        if "wireguard-go" in evidence.get("implementation", ""):
+            facts.append("wireguard-go (userspace: this kernel has no WireGuard)")
+        return facts
 
     @staticmethod
     def _up_script() -> NodeFile:

@@ -15,8 +15,6 @@ import yaml
 from pydantic import ValidationError
 
 from lab.errors import Problem, TopologyError
-from lab.protocols import PROTOCOLS
-from lab.router.helpers import HELPERS
 from lab.topology.model import RESERVED_NODE_NAMES, Topology
 
 
@@ -98,6 +96,10 @@ def _names(items: list[Any]) -> list[str]:
 
 
 def cross_reference_problems(data: dict[str, Any]) -> list[Problem]:
+    # Imported here: the protocol modules use the model, the model's checks use their names.
+    from lab.protocols import PROTOCOLS
+    from lab.router.helpers import HELPERS
+
     problems: list[Problem] = []
     known_protocols = ", ".join(PROTOCOLS)
     servers = _listed(data, "servers")
