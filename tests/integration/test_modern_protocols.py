@@ -1,0 +1,61 @@
+"""WireGuard and OpenVPN (UDP, TCP) through the NAT router: up, with evidence, on real daemons."""
+
+from __future__ import annotations
+
+import pytest
+
+from lab.pytest_plugin import RunningLab, assert_tunnel
+
+pytestmark = pytest.mark.vpnlab_topology("topologies/all-modern.yml")
+
+TUNNELS = [
+    ("alice", "wireguard", "vpn1"),
+    ("alice", "openvpn-udp", "vpn1"),
+    ("alice", "openvpn-tcp", "vpn1"),
+    ("bob", "wireguard", "vpn1"),
+    ("bob", "wireguard", "vpn2"),
+    ("bob", "openvpn-udp", "vpn2"),
+]
+
+
+@pytest.fixture(scope="module")
+def checked(vpnlab_lab: RunningLab) -> RunningLab:
+    vpnlab_lab.check_all()  # all at once, in parallel
+    return vpnlab_lab
+
+
+@pytest.mark.parametrize("client,protocol,server", TUNNELS, ids=lambda v: v)
+def test_tunnel_comes_up_through_nat(checked: RunningLab, client: str, protocol: str, server: str) -> None:
+    result = checked.check(client, protocol, server)
+    assert_tunnel(result, "up")
+    # NAT evidence: the router's conntrack entry is translated to its own WAN address.
+    assert any("dst=203.0.113.1 " in line for line in result.evidence["router_conntrack"]), result.evidence
+    assert "UP" in result.evidence["client"]["interface"]
+
+
+def test_wireguard_evidence_shows_handshake(checked: RunningLab) -> None:
+    result = checked.check("alice", "wireguard", "vpn1")
+    assert "latest handshake" in result.evidence["client"]["wg show"]
+
+
+def test_openvpn_log_shows_completion(checked: RunningLab) -> None:
+    result = checked.check("alice", "openvpn-tcp", "vpn1")
+    assert "Initialization Sequence Completed" in result.evidence["client"]["client log"]
+
+
+def test_servers_cannot_reach_the_lan(checked: RunningLab) -> None:
+    host = checked.host("vpn1")
+    routes = host.check_output("ip route")
+    assert "192.168.100." not in routes and "default" not in routes
+    assert host.run("ping -c 1 -W 1 192.168.100.10").rc != 0
+
+
+def test_clients_route_only_through_the_router(checked: RunningLab) -> None:
+    host = checked.host("alice")
+    assert host.check_output("ip route show default").startswith("default via 192.168.100.1 dev eth0")
+    assert host.interface("eth0").addresses == ["192.168.100.10"]
+
+
+def test_router_ruleset_is_visible_with_iptables_save(checked: RunningLab) -> None:
+    saved = checked.exec("router", "iptables-save").output
+    assert "-j MASQUERADE" in saved and "vpnlab: forward lan to wan" in saved

@@ -1,0 +1,32 @@
+"""The router's blocks take down exactly the tunnels that use the blocked port, quickly and with the reason."""
+
+from __future__ import annotations
+
+import pytest
+
+from lab.pytest_plugin import RunningLab, assert_tunnel
+
+pytestmark = pytest.mark.vpnlab_topology("topologies/wireguard-blocked.yml")
+
+
+def test_wireguard_down_when_its_port_is_blocked(vpnlab_lab: RunningLab) -> None:
+    result = vpnlab_lab.check("carol", "wireguard")
+    assert_tunnel(result, "down")
+    assert any("block udp/51820" in line for line in result.evidence["router_drops"]), result.evidence
+    assert "block udp/51820" in result.reason and "no WireGuard handshake" in result.reason
+    assert result.seconds <= 15
+
+
+def test_openvpn_tcp_unaffected(vpnlab_lab: RunningLab) -> None:
+    assert_tunnel(vpnlab_lab.check("carol", "openvpn-tcp"), "up")
+
+
+def test_home_office_example(vpnlab_factory) -> None:
+    lab = vpnlab_factory("topologies/home-office.yml")
+    results = {r.protocol: r for r in lab.check_all()}
+    assert_tunnel(results["wireguard"], "up")
+    assert_tunnel(results["openvpn-udp"], "down")
+    assert "block udp/1194" in results["openvpn-udp"].reason
+    assert_tunnel(results["openvpn-tcp"], "up")
+    rules = lab.exec("router", "iptables-save -t raw").output
+    assert "--helper pptp" in rules
