@@ -51,10 +51,25 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def session():
-    from lab.orchestrate import Session
-    from lab.runtime.engine import connect
+    from lab.orchestrate import new_session
 
-    return Session(connect(), console=errors)
+    return new_session(console=errors)
+
+
+RUNTIME_HELP = (
+    "Where the lab's containers run: 'docker' (the host's engine), 'uml' (an engine in a "
+    "User-Mode Linux guest: a full kernel with PPP, L2TP and ESP), or 'auto' (the host's engine "
+    "when its kernel has what the tunnels need, the UML guest otherwise)."
+)
+
+
+def runtime_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    from lab.runtime.select import CHOICES
+
+    return click.option(
+        "--runtime", type=click.Choice(CHOICES), default="auto", show_default=True, envvar="VPNLAB_RUNTIME",
+        help=RUNTIME_HELP,
+    )(fn)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -98,15 +113,23 @@ def images_build(force: bool) -> None:
 
 @main.command()
 @click.argument("topology", type=click.Path(dir_okay=False, path_type=Path))
+@runtime_option
 @friendly
-def up(topology: Path) -> None:
+def up(topology: Path, runtime: str) -> None:
     """Bring a lab up and leave it running (idempotent); tunnels start with 'check'."""
     from lab import orchestrate
 
     model = load_topology(topology)
-    orchestrate.up(session(), model, source=str(topology))
-    console.print(f"lab '{model.name}' is up: 'vpnlab check {model.name}' tests its tunnels, "
-                  f"'vpnlab down {model.name}' removes it")
+    lab_session = session()
+    try:
+        chosen = lab_session.open_runtime(runtime, model)
+        orchestrate.up(lab_session, model, source=str(topology))
+    except BaseException:
+        lab_session.close()
+        raise
+    lab_session.close(keep_guest=True)
+    console.print(f"lab '{model.name}' is up ({chosen.kind}: {chosen.reason}): 'vpnlab check {model.name}' "
+                  f"tests its tunnels, 'vpnlab down {model.name}' removes it")
 
 
 @main.command()
@@ -124,13 +147,14 @@ def check(name: str, json_file: Path | None) -> None:
 @click.argument("topology", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the result as JSON.")
 @click.option("--keep", is_flag=True, help="Leave the lab running afterwards.")
+@runtime_option
 @friendly
-def run(topology: Path, json_file: Path | None, keep: bool) -> None:
+def run(topology: Path, json_file: Path | None, keep: bool, runtime: str) -> None:
     """Bring a lab up, check every tunnel, print the table, tear down."""
     from lab import orchestrate
 
     model = load_topology(topology)
-    result = orchestrate.run(session(), model, source=str(topology), keep=keep)
+    result = orchestrate.run(session(), model, source=str(topology), runtime=runtime, keep=keep)
     _finish(result, json_file)
 
 
@@ -150,14 +174,19 @@ def _finish(result: Any, json_file: Path | None) -> None:
 @friendly
 def down(name: str | None, everything: bool) -> None:
     """Remove a lab (or all of them): containers, networks and volumes, found by label."""
-    from lab.runtime.engine import connect
-    from lab.runtime.lab import DockerLab, down_all
+    from lab import orchestrate
+    from lab.runtime.lab import down_all
 
     if not name and not everything:
         raise click.UsageError("name a lab or pass --all")
-    client = connect()
-    removed = down_all(client) if everything else DockerLab(client, name).down()
-    console.print(f"removed {removed} object(s)")
+    lab_session = session()
+    if everything:
+        removed = sum(down_all(engine.client) for engine in orchestrate.engines(lab_session))
+    else:
+        _, lab = orchestrate.find_lab(lab_session, name)
+        removed = lab.down()
+    stopped = orchestrate.stop_idle_guests(lab_session)
+    console.print(f"removed {removed} object(s)" + (f", stopped {stopped} idle UML guest(s)" if stopped else ""))
 
 
 @main.command()
@@ -165,19 +194,23 @@ def down(name: str | None, everything: bool) -> None:
 @friendly
 def status(as_json: bool) -> None:
     """List the running labs and their nodes."""
-    from lab.runtime.engine import connect
+    from lab import orchestrate
     from lab.runtime.lab import list_labs
 
-    labs = list_labs(connect())
+    rows = []
+    for engine in orchestrate.engines(session()):
+        where = engine.kind if engine.guest is None else f"uml ({engine.guest.slot.path.name})"
+        rows += [(where, lab) for lab in list_labs(engine.client)]
     if as_json:
-        console.print_json(json.dumps([lab.__dict__ for lab in labs]))
+        console.print_json(json.dumps([{"runtime": where, **lab.__dict__} for where, lab in rows]))
         return
-    if not labs:
+    if not rows:
         console.print("no labs")
         return
-    table = Table("lab", "source", "held by", "nodes")
-    for lab in labs:
-        table.add_row(lab.name, lab.source, lab.owner, ", ".join(f"{n} ({s})" for n, s in sorted(lab.nodes.items())))
+    table = Table("lab", "runtime", "source", "held by", "nodes")
+    for where, lab in rows:
+        nodes = ", ".join(f"{n} ({s})" for n, s in sorted(lab.nodes.items()))
+        table.add_row(lab.name, where, lab.source, lab.owner, nodes)
     console.print(table)
 
 
@@ -188,19 +221,20 @@ def status(as_json: bool) -> None:
 @friendly
 def exec(lab_name: str | None, node: str, command: tuple[str, ...]) -> None:  # noqa: A001 - the verb users type
     """Run a command in a node: vpnlab exec router -- iptables-save"""
+    from lab import orchestrate
     from lab.errors import LabNotFound, VpnlabError
-    from lab.runtime.engine import connect
-    from lab.runtime.lab import DockerLab, list_labs
+    from lab.runtime.lab import list_labs
 
-    client = connect()
+    lab_session = session()
     if not lab_name:
-        labs = list_labs(client)
-        if len(labs) != 1:
-            raise VpnlabError(
-                f"{len(labs)} labs are running", hint="name one with --lab NAME ('vpnlab status' lists them)"
-            ) if labs else LabNotFound("(any)")
-        lab_name = labs[0].name
-    result = DockerLab(client, lab_name).exec(node, list(command))
+        names = [lab.name for engine in orchestrate.engines(lab_session) for lab in list_labs(engine.client)]
+        if len(names) != 1:
+            if not names:
+                raise LabNotFound("(any)")
+            raise VpnlabError(f"{len(names)} labs are running", hint="name one with --lab NAME ('vpnlab status' lists them)")
+        lab_name = names[0]
+    _, lab = orchestrate.find_lab(lab_session, lab_name)
+    result = lab.exec(node, list(command))
     sys.stdout.write(result.output)
     sys.exit(result.exit_code)
 

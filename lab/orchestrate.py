@@ -1,7 +1,9 @@
 """The user-level operations, shared by the CLI and the pytest plugin.
 
 ``up`` makes a lab (building missing images first), ``check`` decides every
-tunnel, ``run`` does both and always tears down unless asked to keep.
+tunnel, ``run`` does both and always tears down unless asked to keep. Where
+the lab runs (the host's engine or a User-Mode Linux guest's) is decided
+once per session by ``open_runtime``.
 """
 
 from __future__ import annotations
@@ -15,41 +17,57 @@ from rich.console import Console
 
 from lab.check import check_tunnels
 from lab.credentials import LabSecrets
+from lab.errors import LabNotFound
 from lab.images import ensure_images, image_tag, missing_images
 from lab.kernel import KernelFeatures, check_protocol, probe_engine_kernel
 from lab.nodes import build_lab
 from lab.results import RunResult
-from lab.runtime.engine import engine_kernel
+from lab.runtime.engine import connect
+from lab.runtime.image_sync import sync_images
 from lab.runtime.lab import DockerLab, this_owner
+from lab.runtime.select import Runtime, auto_reason, host_runtime, uml_runtime
+from lab.runtime.uml import UmlGuest, running_slots, uml_available
 from lab.topology.model import Topology
-
-RUNTIME = "docker"
 
 
 @dataclass
 class Session:
-    """One engine and what was learnt about its kernel, reused across labs."""
+    """The host engine (images are built there), the chosen runtime and what its kernel can do."""
 
-    client: docker.DockerClient
+    host: docker.DockerClient
     console: Console | None = None
-    _features: KernelFeatures | None = field(default=None, init=False)
+    runtime: Runtime | None = None
+    _features: dict[int, KernelFeatures] = field(default_factory=dict, init=False)
+    _images_ready: bool = field(default=False, init=False)
+
+    @property
+    def client(self) -> docker.DockerClient:
+        return self.runtime.client if self.runtime else self.host
 
     def say(self, text: str) -> None:
         if self.console is not None:
             self.console.print(f"[dim]{text}[/dim]")
 
     def ensure_images(self) -> None:
-        if missing_images(self.client):
+        if self._images_ready:
+            return
+        if missing_images(self.host):
             self.say("building missing images")
-        ensure_images(self.client, console=self.console)
+        ensure_images(self.host, console=self.console)
+        self._images_ready = True
 
-    def features(self) -> KernelFeatures:
-        if self._features is None:
-            self._features = probe_engine_kernel(self.client, image_tag("client"))
-        return self._features
+    def features(self, client: docker.DockerClient | None = None) -> KernelFeatures:
+        client = client or self.client
+        if id(client) not in self._features:
+            self._features[id(client)] = probe_engine_kernel(client, image_tag("client"))
+        return self._features[id(client)]
+
+    def missing_features(self, topology: Topology, client: docker.DockerClient | None = None) -> dict[str, list[str]]:
+        features = self.features(client)
+        return {p: check_protocol(p, features).missing for p in {t.protocol for t in topology.tunnels}}
 
     def skips(self, topology: Topology) -> dict[int, str]:
-        """Tunnels this engine's kernel cannot run, with the missing feature named."""
+        """Tunnels this runtime's kernel cannot run, with the missing feature named."""
         features = self.features()
         skips = {}
         for i, tunnel in enumerate(topology.tunnels):
@@ -58,10 +76,41 @@ class Session:
                 skips[i] = f"kernel {features.release} lacks " + "; ".join(support.missing)
         return skips
 
+    def open_runtime(self, choice: str, topology: Topology | None = None) -> Runtime:
+        """Choose and start the runtime (docker, uml or auto) for this session."""
+        if self.runtime is not None:
+            return self.runtime
+        self.ensure_images()
+        if choice == "docker":
+            self.runtime = host_runtime(self.host, "requested: the host's Docker engine")
+        elif choice == "uml":
+            self.runtime = uml_runtime("requested: a User-Mode Linux guest's engine", self.say)
+        else:
+            needs_full, why = auto_reason(self.missing_features(topology, self.host) if topology else {})
+            usable, uml_why = uml_available()
+            if needs_full and usable:
+                self.runtime = uml_runtime(f"auto: {why}", self.say)
+            elif needs_full:
+                self.runtime = host_runtime(self.host, f"auto: {why}; no UML runtime ({uml_why})")
+            else:
+                self.runtime = host_runtime(self.host, f"auto: {why}")
+        if self.runtime.guest is not None:
+            loaded, seconds = sync_images(self.host, self.runtime.client, self.say)
+            self.runtime.timings["image_load"] = round(seconds, 2)
+        return self.runtime
+
+    def close(self, keep_guest: bool = False) -> None:
+        if self.runtime is not None:
+            self.runtime.close(keep_guest=keep_guest)
+            self.runtime = None
+
+
+def new_session(console: Console | None = None) -> Session:
+    return Session(connect(), console=console)
+
 
 def up(session: Session, topology: Topology, *, source: str, mode: str = "up",
        progress: Callable[[str], None] | None = None) -> DockerLab:
-    session.ensure_images()
     lab = DockerLab(session.client, topology.name)
     owner = this_owner(mode)
     if lab.prepare(topology, owner):
@@ -72,37 +121,77 @@ def up(session: Session, topology: Topology, *, source: str, mode: str = "up",
     return lab
 
 
-def run(session: Session, topology: Topology, *, source: str, keep: bool = False) -> RunResult:
+def run(session: Session, topology: Topology, *, source: str, runtime: str = "auto", keep: bool = False) -> RunResult:
     timings: dict[str, float] = {}
     started = time.monotonic()
-    session.ensure_images()
-    skips = session.skips(topology)
-    timings["prepare"] = round(time.monotonic() - started, 2)
     lab = None
     try:
+        chosen = session.open_runtime(runtime, topology)
+        skips = session.skips(topology)
+        timings.update(chosen.timings)
+        timings["prepare"] = round(time.monotonic() - started, 2)
         t0 = time.monotonic()
         lab = up(session, topology, source=source, mode="run" if not keep else "up")
         timings["up"] = round(time.monotonic() - t0, 2)
         t0 = time.monotonic()
         results = check_tunnels(lab, topology, skips)
         timings["check"] = round(time.monotonic() - t0, 2)
+        result = RunResult(topology.name, chosen.kind, chosen.reason, chosen.kernel, results)
     finally:
         if lab is not None and not keep:
             t0 = time.monotonic()
             lab.down()
             timings["down"] = round(time.monotonic() - t0, 2)
-    return RunResult(
-        name=topology.name,
-        runtime=RUNTIME,
-        runtime_reason="the host's Docker engine",
-        kernel=engine_kernel(session.client),
-        tunnels=results,
-        seconds=timings,
-    )
+        session.close(keep_guest=keep)
+    result.seconds = timings
+    return result
+
+
+@dataclass
+class Engine:
+    """An engine that may hold labs: the host's, or a running guest's."""
+
+    kind: str
+    client: docker.DockerClient
+    guest: UmlGuest | None = None
+
+
+def engines(session: Session) -> list[Engine]:
+    found = [Engine("docker", session.host)]
+    for slot in running_slots():
+        guest = UmlGuest(slot)
+        if guest.engine_answers():
+            found.append(Engine("uml", guest.client(), guest))
+    return found
+
+
+def find_lab(session: Session, name: str) -> tuple[Engine, DockerLab]:
+    for engine in engines(session):
+        lab = DockerLab(engine.client, name)
+        if lab.exists():
+            return engine, lab
+    raise LabNotFound(name)
 
 
 def check(session: Session, name: str) -> RunResult:
-    lab = DockerLab(session.client, name)
+    engine, lab = find_lab(session, name)
+    session.runtime = Runtime(engine.kind, engine.client, "where the lab runs")
     topology = lab.topology()
     results = check_tunnels(lab, topology, session.skips(topology))
-    return RunResult(name, RUNTIME, "the host's Docker engine", engine_kernel(session.client), results)
+    result = RunResult(name, engine.kind, "where the lab runs", session.runtime.kernel, results)
+    session.runtime = None
+    return result
+
+
+def stop_idle_guests(session: Session) -> int:
+    """Stop guests that hold no lab; returns how many were stopped."""
+    stopped = 0
+    for engine in engines(session):
+        guest = engine.guest
+        if guest is None or DockerLab(engine.client, "").containers_any():
+            continue
+        if guest._lock(blocking=False):  # not in use by another vpnlab process
+            guest.stop()
+            guest.release()
+            stopped += 1
+    return stopped

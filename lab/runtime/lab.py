@@ -102,6 +102,10 @@ class DockerLab:
     def containers(self) -> list[Container]:
         return self.client.containers.list(all=True, filters=lab_filter(self.name))
 
+    def containers_any(self) -> bool:
+        """Whether this engine holds any vpnlab lab at all."""
+        return bool(self.client.containers.list(all=True, filters=lab_filter()))
+
     def exists(self) -> bool:
         return bool(self.containers())
 
@@ -206,7 +210,7 @@ class DockerLab:
             hostname=SWITCH,
             command=["sleep", "infinity"],
             init=True,
-            network_mode="none",
+            network_disabled=True,
             pid_mode="host",  # to name each node's network namespace by its PID
             cap_drop=["ALL"],
             cap_add=["NET_ADMIN"],
@@ -221,7 +225,10 @@ class DockerLab:
                 hostname=node.name,
                 command=["sleep", "infinity"],
                 init=True,
-                network_mode="none",
+                # No Docker networking at all (own namespace with only lo): vpnlab wires the
+                # links. Unlike network_mode="none" it skips libnetwork's prestart hook,
+                # which re-executes dockerd per container (5 s instead of 1.3 s in a UML guest).
+                network_disabled=True,
                 cap_add=node.cap_add,
                 cap_drop=DROPPED_CAPS,
                 devices=[f"{d}:{d}:rwm" for d in node.devices],
