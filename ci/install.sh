@@ -8,7 +8,7 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PACKAGES=(docker.io debootstrap user-mode-linux kmod iptables crun python3-venv python3-pip git)
+PACKAGES=(docker.io debootstrap user-mode-linux kmod iptables crun socat e2fsprogs util-linux python3-venv python3-pip git)
 DOCKERD_LOG=/var/log/vpnlab-dockerd.log
 DOCKER_SOCK=/var/run/docker.sock
 

@@ -73,11 +73,48 @@ class RunningLab:
     def exec(self, node: str, command: str) -> ExecResult:
         return self.lab.exec(node, command)
 
-    def host(self, node: str) -> Any:
-        """A testinfra host for a node (docker:// backend)."""
-        import testinfra
+    @property
+    def runtime(self) -> str:
+        return self.session.runtime.kind if self.session.runtime else "docker"
 
-        return testinfra.get_host(f"docker://{container_name(self.name, node)}")
+    def host(self, node: str) -> Any:
+        """A testinfra host for a node: testinfra's docker backend, aimed at the lab's engine."""
+        from testinfra.host import Host
+
+        return Host(EngineDockerBackend(container_name(self.name, node), engine_url(self.lab.client)))
+
+
+def engine_url(client: Any) -> str:
+    url = client.api.base_url
+    if url.startswith("http+docker://"):  # the SDK's name for its unix socket
+        return "unix://" + client.api._custom_adapter.socket_path if hasattr(client.api, "_custom_adapter") else ""
+    return url
+
+
+def _docker_backend() -> type:
+    from testinfra.backend.docker import DockerBackend
+
+    class _EngineDockerBackend(DockerBackend):
+        """testinfra's docker:// backend with the engine named (the host's or a UML guest's)."""
+
+        def __init__(self, name: str, engine: str, *args: Any, **kwargs: Any):
+            self.engine = engine
+            super().__init__(name, *args, **kwargs)
+
+        def run(self, command: str, *args: str, **kwargs: Any) -> Any:
+            cmd = self.get_command(command, *args)
+            if self.engine:
+                out = self.run_local("docker -H %s exec %s /bin/sh -c %s", self.engine, self.name, cmd)
+            else:
+                out = self.run_local("docker exec %s /bin/sh -c %s", self.name, cmd)
+            out.command = self.encode(cmd)
+            return out
+
+    return _EngineDockerBackend
+
+
+def EngineDockerBackend(name: str, engine: str) -> Any:  # noqa: N802 - reads as the class it builds
+    return _docker_backend()(name, engine)
 
 
 def assert_tunnel(result: TunnelResult, expected: str) -> None:
@@ -102,19 +139,65 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="fail (instead of skip) when no Docker engine answers",
     )
+    group.addoption(
+        "--vpnlab-runtime",
+        choices=("auto", "docker", "uml"),
+        default="auto",
+        help="where labs run: the host's engine, a User-Mode Linux guest's, or auto (the guest only "
+        "for topologies whose protocols the host kernel cannot run)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "vpnlab_topology(path): the topology vpnlab_lab brings up for the module")
     config.addinivalue_line(
-        "markers", "requires_kernel(*features): skip unless the engine's kernel has these features (see lab.kernel)"
+        "markers", "requires_kernel(*features): skip unless the lab's kernel has these features (see lab.kernel)"
     )
+
+
+class Runtimes:
+    """One session per runtime kind, made on first use; the UML guest boots at most once per test run."""
+
+    def __init__(self, choice: str, host_session: Any):
+        self.choice = choice
+        self.host = host_session
+        self._uml: Any = None
+
+    def uml(self) -> Any:
+        if self._uml is None:
+            from lab.orchestrate import Session
+
+            session = Session(self.host.host)
+            session._images_ready = True
+            try:
+                session.open_runtime("uml")
+            except VpnlabError as exc:
+                pytest.fail(str(exc), pytrace=False)
+            self._uml = session
+        return self._uml
+
+    def for_features(self, missing_on_host: bool) -> Any:
+        from lab.runtime.uml import uml_available
+
+        if self.choice == "uml" or (self.choice == "auto" and missing_on_host and uml_available()[0]):
+            return self.uml()
+        return self.host
+
+    def for_topology(self, topology: Topology) -> Any:
+        lacking = any(self.host.missing_features(topology, self.host.host).values()) if self.choice == "auto" else False
+        return self.for_features(lacking)
+
+    def close(self, keep: bool) -> None:
+        if self._uml is not None:
+            self._uml.close(keep_guest=keep)
 
 
 @pytest.fixture(scope="session")
 def vpnlab_session(request: pytest.FixtureRequest) -> Any:
+    """The host engine's session (images are built there)."""
     from lab.orchestrate import Session
     from lab.runtime.engine import connect
+    from lab.runtime.select import host_runtime
 
     try:
         client = connect()
@@ -127,7 +210,17 @@ def vpnlab_session(request: pytest.FixtureRequest) -> Any:
         session.ensure_images()
     except VpnlabError as exc:
         pytest.fail(str(exc), pytrace=False)
+    session.runtime = host_runtime(client, "the host's Docker engine")
     return session
+
+
+@pytest.fixture(scope="session")
+def vpnlab_runtimes(request: pytest.FixtureRequest, vpnlab_session: Any) -> Iterator[Runtimes]:
+    runtimes = Runtimes(request.config.getoption("--vpnlab-runtime"), vpnlab_session)
+    try:
+        yield runtimes
+    finally:
+        runtimes.close(keep=request.config.getoption("--vpnlab-keep"))
 
 
 def _bring_up(session: Any, topology: Topology, source: str) -> DockerLab:
@@ -143,29 +236,30 @@ def _resolve(request: pytest.FixtureRequest, path: str) -> Path:
     candidate = Path(path)
     if candidate.is_absolute():
         return candidate
-    for base in (Path(str(request.config.rootpath)), Path(str(request.path)).parent):
+    for base in (Path(str(request.path)).parent, Path(str(request.config.rootpath))):
         if (base / candidate).exists():
             return base / candidate
     return candidate
 
 
 @pytest.fixture(scope="module")
-def vpnlab_lab(request: pytest.FixtureRequest, vpnlab_session: Any) -> Iterator[RunningLab]:
+def vpnlab_lab(request: pytest.FixtureRequest, vpnlab_runtimes: Runtimes) -> Iterator[RunningLab]:
     marker = request.node.get_closest_marker("vpnlab_topology")
     if marker is None:
         pytest.fail("vpnlab_lab needs @pytest.mark.vpnlab_topology('path/to/topology.yml')", pytrace=False)
     path = _resolve(request, marker.args[0])
     topology = load_topology(path)
-    lab = _bring_up(vpnlab_session, topology, str(path))
+    session = vpnlab_runtimes.for_topology(topology)
+    lab = _bring_up(session, topology, str(path))
     try:
-        yield RunningLab(lab, topology, vpnlab_session)
+        yield RunningLab(lab, topology, session)
     finally:
         if not request.config.getoption("--vpnlab-keep"):
             lab.down()
 
 
 @pytest.fixture
-def vpnlab_factory(request: pytest.FixtureRequest, vpnlab_session: Any) -> Iterator[Any]:
+def vpnlab_factory(request: pytest.FixtureRequest, vpnlab_runtimes: Runtimes) -> Iterator[Any]:
     """make(topology) -> RunningLab, where topology is a path, a dict or a Topology."""
     made: list[DockerLab] = []
 
@@ -176,9 +270,10 @@ def vpnlab_factory(request: pytest.FixtureRequest, vpnlab_session: Any) -> Itera
             model = topology
         else:
             model = load_topology(_resolve(request, str(topology)))
-        lab = _bring_up(vpnlab_session, model, request.node.nodeid)
+        session = vpnlab_runtimes.for_topology(model)
+        lab = _bring_up(session, model, request.node.nodeid)
         made.append(lab)
-        return RunningLab(lab, model, vpnlab_session)
+        return RunningLab(lab, model, session)
 
     try:
         yield make
@@ -196,7 +291,11 @@ def _vpnlab_requires_kernel(request: pytest.FixtureRequest) -> None:
         return
     from lab.kernel import FEATURE_LABELS
 
-    features = request.getfixturevalue("vpnlab_session").features()
+    runtimes: Runtimes = request.getfixturevalue("vpnlab_runtimes")
+    host_features = runtimes.host.features(runtimes.host.host)
+    lacking_on_host = any(host_features.available(f) is not True for f in marker.args)
+    session = runtimes.for_features(lacking_on_host)
+    features = session.features()
     missing = [f for f in marker.args if features.available(f) is not True]
     if missing:
         names = ", ".join(FEATURE_LABELS.get(f, f) for f in missing)

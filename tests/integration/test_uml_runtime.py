@@ -1,0 +1,114 @@
+"""The User-Mode Linux runtime: a full kernel (PPP, ESP, the pptp helper) behind the same commands."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lab.images import image_tag
+from lab.pytest_plugin import Runtimes, assert_tunnel
+from lab.runtime.uml import running_slots, uml_available
+
+HERE = Path(__file__).parent
+REPO = HERE.parent.parent
+USABLE, WHY = uml_available()
+pytestmark = pytest.mark.skipif(not USABLE, reason=f"User-Mode Linux runtime unavailable: {WHY}")
+LABELS = {"vpnlab.lab": "_uml-test"}
+
+
+@pytest.fixture(scope="module")
+def guest(vpnlab_runtimes: Runtimes):
+    return vpnlab_runtimes.uml()
+
+
+def run_in_guest(guest, script: str, devices: tuple[str, ...] = ()) -> str:
+    output = guest.client.containers.run(
+        image_tag("client"),
+        ["sh", "-c", script],
+        network_disabled=True,
+        cap_add=["NET_ADMIN"],
+        devices=[f"{d}:{d}:rwm" for d in devices],
+        labels=LABELS,
+        remove=True,
+        stderr=True,
+    )
+    return output.decode()
+
+
+def test_guest_kernel_has_what_the_host_lacks(guest) -> None:
+    features = guest.features()
+    for name in ("ppp", "l2tp", "esp", "pptp_helper", "nf_nat_pptp", "tun"):
+        assert features.available(name) is True, (name, features.features[name])
+    assert guest.runtime.kind == "uml" and features.release.startswith("6.1")
+
+
+def test_container_opens_dev_ppp_and_pppd_links_up(guest) -> None:
+    # Two pppd processes back to back over a pty: a real PPP link inside the guest kernel.
+    script = (
+        "pppd nodetach noauth local debug logfile /tmp/outer.log 10.99.0.1:10.99.0.2 "
+        "pty 'pppd nodetach noauth local notty debug logfile /tmp/inner.log' & "
+        "for i in $(seq 1 40); do ping -c 1 -W 1 10.99.0.2 >/dev/null 2>&1 && break; sleep 0.25; done; "
+        "ip -br addr; ping -c 1 -W 2 10.99.0.2; cat /tmp/outer.log; true"
+    )
+    output = run_in_guest(guest, script, devices=("/dev/ppp",))
+    assert "lacks kernel support for PPP" not in output
+    assert "Using interface ppp" in output and "10.99.0.1" in output, output
+    assert "1 received" in output, output
+
+
+def test_kernel_esp_state_can_be_installed(guest) -> None:
+    script = (
+        "ip xfrm state add src 198.51.100.1 dst 198.51.100.2 proto esp spi 0x1000 mode transport "
+        "enc 'cbc(aes)' 0x00112233445566778899aabbccddeeff auth 'hmac(sha256)' "
+        "0x00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff && ip xfrm state list"
+    )
+    output = run_in_guest(guest, script)
+    assert "proto esp spi 0x00001000" in output, output
+
+
+def test_pptp_helper_attaches_to_a_control_connection(vpnlab_factory, vpnlab_runtimes: Runtimes) -> None:
+    vpnlab_runtimes.choice = "uml"
+    lab = vpnlab_factory(
+        {
+            "name": "it-uml-helper",
+            "router": {"helpers": ["pptp"]},
+            "servers": [{"name": "vpn", "protocols": ["wireguard"]}],
+            "clients": [{"name": "alice"}],
+        }
+    )
+    assert lab.runtime == "uml"
+    assert "--helper pptp" in lab.exec("router", "iptables-save -t raw").output
+    lab.exec("vpn", "busybox nc -l -p 1723 </dev/null >/dev/null 2>&1 & sleep 0.2")
+    lab.exec("alice", "sleep 1 | busybox nc -w 3 203.0.113.10 1723 || true")
+    conntrack = lab.exec("router", "conntrack -L -p tcp --dport 1723 2>/dev/null").output
+    assert "helper=pptp" in conntrack, conntrack
+
+
+def vpnlab(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "lab", *args], capture_output=True, text=True, timeout=600,
+                          stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize("topology", ["topologies/home-office.yml", "tests/integration/topologies/wireguard-blocked.yml"],
+                         ids=lambda p: Path(p).stem)
+def test_same_observed_states_on_both_runtimes(topology: str, tmp_path: Path, vpnlab_runtimes: Runtimes) -> None:
+    results = {}
+    for runtime in ("docker", "uml"):
+        out = tmp_path / f"{runtime}.json"
+        proc = vpnlab("run", str(REPO / topology), "--runtime", runtime, "--json", str(out))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        data = json.loads(out.read_text())
+        assert data["runtime"] == runtime
+        results[runtime] = [(t["client"], t["protocol"], t["observed"]) for t in data["tunnels"]]
+    assert results["docker"] == results["uml"]
+    assert data["kernel"].startswith("6.1"), data["kernel"]
+
+
+def test_guest_does_not_outlive_a_run(vpnlab_runtimes: Runtimes) -> None:
+    # Guests still running belong to this test session (vpnlab_runtimes) and nothing else.
+    own = vpnlab_runtimes._uml.runtime.guest.slot.path if vpnlab_runtimes._uml else None
+    assert [s.path for s in running_slots() if s.path != own] == []
