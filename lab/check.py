@@ -12,16 +12,20 @@ import time
 from lab.credentials import LabSecrets
 from lab.evidence import conntrack_lines, drops_for, flow_entries, router_evidence_command, rule_hits
 from lab.protocols import PROTOCOLS
-from lab.protocols.base import TunnelContext
+from lab.protocols.base import Environment, TunnelContext
 from lab.results import TunnelResult
 from lab.runtime.lab import DockerLab, parallel
 from lab.topology.addressing import plan_addresses
 from lab.topology.model import Topology
-from lab.tunnels import parse_sections, tunnel_dir
+from lab.tunnels import parse_sections, sections_command, tunnel_dir
 
 
 def check_tunnels(
-    lab: DockerLab, topology: Topology, skip: dict[int, str] | None = None, only: list[int] | None = None
+    lab: DockerLab,
+    topology: Topology,
+    skip: dict[int, str] | None = None,
+    only: list[int] | None = None,
+    environment: Environment | None = None,
 ) -> list[TunnelResult]:
     """Check every tunnel (or those in ``only``); ``skip`` maps an index to why it cannot run here."""
     skip = skip or {}
@@ -29,7 +33,7 @@ def check_tunnels(
     secrets = LabSecrets(topology.name)  # check scripts need no secrets; contexts want one
 
     def one(index: int) -> TunnelResult:
-        ctx = TunnelContext(topology, plan, topology.tunnels[index], secrets)
+        ctx = TunnelContext(topology, plan, topology.tunnels[index], secrets, environment or Environment())
         if index in skip:
             t = ctx.tunnel
             return TunnelResult(t.client, t.server, t.protocol, t.expect, "skipped", skip[index], 0.0, {})
@@ -48,20 +52,29 @@ def check_tunnel(lab: DockerLab, ctx: TunnelContext) -> TunnelResult:
 
     client_text = lab.exec(tunnel.client, f"sh {tunnel_dir(ctx)}/evidence.sh").output
     router_text = lab.exec("router", router_evidence_command(str(ctx.client_lan), str(ctx.server_wan))).output
-    server_log = lab.exec(tunnel.server, f"tail -n 20 {proto.server_log()}").output
+    server_text = lab.exec(tunnel.server, sections_command(proto.server_evidence(ctx))).output
 
     client = parse_sections(client_text)
     router = parse_sections(router_text)
-    entries = flow_entries(conntrack_lines(router.get("conntrack", "")), proto.flows)
-    hits = drops_for(rule_hits(router.get("counters", "")), proto.flows)
+    server = parse_sections(server_text)
+    all_entries = conntrack_lines(router.get("conntrack", ""))
+    entries = flow_entries(all_entries, proto.flows)
+    all_hits = rule_hits(router.get("counters", ""))
+    hits = drops_for(all_hits, proto.flows)
     evidence = {
         "router_conntrack": entries,
         "router_drops": [f"{h.chain}: '{h.comment}' dropped {h.packets} packets" for h in hits],
         "client": client,
-        "server_log": server_log.strip().splitlines(),
+        "server": server,
         "check_output": run.output.strip().splitlines()[-5:],
     }
-    reason = explain(observed, detail, proto.diagnose(client), entries, hits, proto.flows, ctx)
+    readable = {
+        **client,
+        **{f"server {name}": text for name, text in server.items()},
+        "router conntrack": "\n".join(all_entries),
+        "router counters": "\n".join(f"{h.chain}: {h.comment}: {h.packets}" for h in all_hits),
+    }
+    reason = explain(observed, detail, proto.diagnose(readable), entries, hits, proto.flows, ctx)
     seconds = millis / 1000 if millis is not None else elapsed
     return TunnelResult(
         tunnel.client, tunnel.server, tunnel.protocol, tunnel.expect, observed, reason, round(seconds, 2), evidence

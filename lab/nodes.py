@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from lab.credentials import LabSecrets
 from lab.protocols import PROTOCOLS
-from lab.protocols.base import CONF_DIR, LOG_DIR, RUN_DIR, NodeFile, ServerContext, TunnelContext
+from lab.protocols.base import CONF_DIR, LOG_DIR, RUN_DIR, Environment, NodeFile, ServerContext, TunnelContext
 from lab.render import render
 from lab.router.rules import LAN_IF, WAN_IF, plan_router, render_ruleset
 from lab.tunnels import tunnel_files
@@ -22,6 +22,7 @@ from lab.topology.model import Topology
 # Docker's default set minus what no lab node uses.
 DROPPED_CAPS = ["MKNOD", "AUDIT_WRITE", "SETFCAP", "SYS_CHROOT"]
 TUN = "/dev/net/tun"
+PPP = "/dev/ppp"
 
 
 @dataclass(frozen=True)
@@ -57,11 +58,21 @@ class LabSpec:
         return next(n for n in self.nodes if n.name == name)
 
 
-def tunnel_context(topology: Topology, plan: AddressPlan, index: int, secrets: LabSecrets) -> TunnelContext:
-    return TunnelContext(topology, plan, topology.tunnels[index], secrets)
+def tunnel_context(
+    topology: Topology, plan: AddressPlan, index: int, secrets: LabSecrets, environment: Environment
+) -> TunnelContext:
+    return TunnelContext(topology, plan, topology.tunnels[index], secrets, environment)
 
 
-def build_lab(topology: Topology, secrets: LabSecrets) -> LabSpec:
+def _devices(protocols: set[str], environment: Environment) -> list[str]:
+    devices = [TUN]
+    if environment.ppp and any(PROTOCOLS[p].needs_ppp for p in protocols):
+        devices.append(PPP)
+    return devices
+
+
+def build_lab(topology: Topology, secrets: LabSecrets, environment: Environment | None = None) -> LabSpec:
+    environment = environment or Environment()
     plan = plan_addresses(topology)
     prefix_lan, prefix_wan = plan.lan.prefixlen, plan.wan.prefixlen
     router_plan = plan_router(topology, plan)
@@ -78,12 +89,12 @@ def build_lab(topology: Topology, secrets: LabSecrets) -> LabSpec:
     )
     nodes = [router]
     for server in topology.servers:
-        ctx = ServerContext(topology, plan, server.name, secrets)
+        ctx = ServerContext(topology, plan, server.name, secrets, environment)
         node = NodeSpec(
             name=server.name,
             role="server",
             links=[Link("wan", "eth0", f"{plan.servers[server.name]}/{prefix_wan}")],
-            devices=[TUN],
+            devices=_devices(set(server.protocols), environment),
         )
         for proto_name in server.protocols:
             proto = PROTOCOLS[proto_name]
@@ -96,11 +107,11 @@ def build_lab(topology: Topology, secrets: LabSecrets) -> LabSpec:
             role="client",
             links=[Link("lan", "eth0", f"{plan.clients[client.name]}/{prefix_lan}")],
             routes=[f"default via {plan.router_lan} dev eth0"],
-            devices=[TUN],
+            devices=_devices({t.protocol for t in topology.tunnels if t.client == client.name}, environment),
         )
         for i, tunnel in enumerate(topology.tunnels):
             if tunnel.client == client.name:
-                ctx = tunnel_context(topology, plan, i, secrets)
+                ctx = tunnel_context(topology, plan, i, secrets, environment)
                 node.files += PROTOCOLS[tunnel.protocol].client_files(ctx) + tunnel_files(ctx)
         nodes.append(node)
     for node in nodes:

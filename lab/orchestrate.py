@@ -21,6 +21,7 @@ from lab.errors import LabNotFound
 from lab.images import ensure_images, image_tag, missing_images
 from lab.kernel import KernelFeatures, check_protocol, probe_engine_kernel
 from lab.nodes import build_lab
+from lab.protocols.base import Environment
 from lab.results import RunResult
 from lab.runtime.engine import connect
 from lab.runtime.image_sync import sync_images
@@ -61,6 +62,14 @@ class Session:
         if id(client) not in self._features:
             self._features[id(client)] = probe_engine_kernel(client, image_tag("client"))
         return self._features[id(client)]
+
+    def environment(self) -> Environment:
+        features = self.features()
+        return Environment(
+            ppp=features.available("ppp") is True,
+            esp=features.available("esp") is True,
+            wireguard=features.available("wireguard") is True,
+        )
 
     def missing_features(self, topology: Topology, client: docker.DockerClient | None = None) -> dict[str, list[str]]:
         features = self.features(client)
@@ -116,7 +125,7 @@ def up(session: Session, topology: Topology, *, source: str, mode: str = "up",
     if lab.prepare(topology, owner):
         session.say(f"lab '{topology.name}' is already up")
         return lab
-    spec = build_lab(topology, LabSecrets(topology.name))
+    spec = build_lab(topology, LabSecrets(topology.name), session.environment())
     lab.up(spec, owner=owner, source=source, progress=progress or session.say)
     return lab
 
@@ -134,7 +143,7 @@ def run(session: Session, topology: Topology, *, source: str, runtime: str = "au
         lab = up(session, topology, source=source, mode="run" if not keep else "up")
         timings["up"] = round(time.monotonic() - t0, 2)
         t0 = time.monotonic()
-        results = check_tunnels(lab, topology, skips)
+        results = check_tunnels(lab, topology, skips, environment=session.environment())
         timings["check"] = round(time.monotonic() - t0, 2)
         result = RunResult(topology.name, chosen.kind, chosen.reason, chosen.kernel, results)
     finally:
@@ -177,7 +186,7 @@ def check(session: Session, name: str) -> RunResult:
     engine, lab = find_lab(session, name)
     session.runtime = Runtime(engine.kind, engine.client, "where the lab runs")
     topology = lab.topology()
-    results = check_tunnels(lab, topology, session.skips(topology))
+    results = check_tunnels(lab, topology, session.skips(topology), environment=session.environment())
     result = RunResult(name, engine.kind, "where the lab runs", session.runtime.kernel, results)
     session.runtime = None
     return result

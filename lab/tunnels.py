@@ -58,3 +58,8 @@ def parse_sections(text: str) -> dict[str, str]:
         elif current is not None:
             current.append(line)
     return {name: "\n".join(lines).strip() for name, lines in sections.items()}
+
+
+def sections_command(sections: dict[str, str]) -> str:
+    """One shell command printing each command's output under a '==== name' header."""
+    return "; ".join(f"echo '==== {name}'; {{ {command} ; }} 2>&1" for name, command in sections.items()) + "; true"

@@ -40,11 +40,25 @@ class NodeFile:
 
 
 @dataclass(frozen=True)
+class Environment:
+    """What the kernel under the lab offers, as far as configs must adapt to it."""
+
+    ppp: bool = False  # /dev/ppp can be passed to nodes
+    esp: bool = False  # kernel ESP; otherwise IPsec runs through strongSwan's kernel-libipsec
+    wireguard: bool = False  # kernel WireGuard; otherwise wireguard-go
+
+    @property
+    def ipsec_backend(self) -> str:
+        return "kernel" if self.esp else "libipsec"
+
+
+@dataclass(frozen=True)
 class ServerContext:
     topology: Topology
     plan: AddressPlan
     server: str
     secrets: LabSecrets
+    environment: Environment = field(default_factory=Environment)
 
     @property
     def wan_address(self) -> ipaddress.IPv4Address:
@@ -60,6 +74,7 @@ class TunnelContext:
     plan: AddressPlan
     tunnel: Tunnel
     secrets: LabSecrets
+    environment: Environment = field(default_factory=Environment)
 
     @property
     def server_wan(self) -> ipaddress.IPv4Address:
@@ -88,6 +103,7 @@ class Protocol:
     flows: ClassVar[tuple[Flow, ...]]
     family: ClassVar[str | None] = None  # the router passthrough switch it depends on
     interface_prefix: ClassVar[str]
+    needs_ppp: ClassVar[bool] = False  # nodes get /dev/ppp (where the kernel has PPP)
 
     def client_interface(self, ctx: TunnelContext) -> str:
         return f"{self.interface_prefix}{ctx.plan.server_index[ctx.tunnel.server]}"
@@ -117,6 +133,13 @@ class Protocol:
         """Extra commands whose output is kept as evidence, by name."""
         return {}
 
+    def server_evidence(self, ctx: TunnelContext) -> dict[str, str]:
+        """Commands run on the server after a check, by name (their output is evidence)."""
+        return {"log": f"tail -n 20 {self.server_log()}"}
+
     def diagnose(self, evidence: dict[str, str]) -> list[str]:
-        """Facts read from the evidence that explain a tunnel that stayed down."""
+        """Facts that explain the verdict, read from the evidence: the client's sections by
+        name, 'server <name>' for the server's, 'router conntrack' (every entry between
+        client and server, and GRE from the server) and 'router counters' (vpnlab rules
+        that counted packets, as 'CHAIN: comment: packets')."""
         return []
