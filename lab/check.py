@@ -26,6 +26,7 @@ def check_tunnels(
     skip: dict[int, str] | None = None,
     only: list[int] | None = None,
     environment: Environment | None = None,
+    notes: dict[str, str] | None = None,
 ) -> list[TunnelResult]:
     """Check every tunnel (or those in ``only``); ``skip`` maps an index to why it cannot run here."""
     skip = skip or {}
@@ -37,9 +38,16 @@ def check_tunnels(
         if index in skip:
             t = ctx.tunnel
             return TunnelResult(t.client, t.server, t.protocol, t.expect, "skipped", skip[index], 0.0, {})
-        return check_tunnel(lab, ctx)
+        result = check_tunnel(lab, ctx)
+        if notes and t_note(notes, ctx):
+            result.reason += f"; {t_note(notes, ctx)}"
+        return result
 
     return parallel(one, only if only is not None else range(len(topology.tunnels)))
+
+
+def t_note(notes: dict[str, str], ctx: TunnelContext) -> str:
+    return notes.get(ctx.tunnel.protocol, "")
 
 
 def check_tunnel(lab: DockerLab, ctx: TunnelContext) -> TunnelResult:

@@ -241,14 +241,35 @@ def exec(lab_name: str | None, node: str, command: tuple[str, ...]) -> None:  # 
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--host-only", is_flag=True, help="Skip the User-Mode Linux runtime (which boots a guest to probe it).")
 @friendly
-def doctor(as_json: bool) -> None:
-    """What this machine can run: engine, images, kernel features per protocol."""
-    import docker
-
+def doctor(as_json: bool, host_only: bool) -> None:
+    """What this machine can run: engine, images, kernel features per protocol, for both runtimes."""
     from lab.doctor import render, run_doctor
+    from lab.orchestrate import new_session
+    from lab.runtime.engine import connect
+    from lab.runtime.uml import uml_available
 
-    report = run_doctor(docker.from_env)
+    sessions = []
+
+    def uml_engine():
+        usable, why = uml_available()
+        if not usable:
+            raise VpnlabError(f"User-Mode Linux runtime not available: {why}")
+        lab_session = new_session(console=None if as_json else errors)
+        sessions.append(lab_session)
+        lab_session.open_runtime("uml")
+        failed = lab_session.runtime.guest.modules_failed() if lab_session.runtime.guest else []
+        if failed:
+            errors.print(f"[yellow]guest modules that failed to load: {' '.join(failed)}[/yellow]")
+        return lab_session.client
+
+    extra = [] if host_only else [(f"uml ({uml_available()[1]})", uml_engine)]
+    try:
+        report = run_doctor(lambda: connect(timeout=60), extra_runtimes=extra)
+    finally:
+        for lab_session in sessions:
+            lab_session.close()
     if as_json:
         console.print_json(json.dumps(report.to_dict()))
     else:

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lab.errors import VpnlabError
+from lab.images import IMAGES
 from lab.kernel import (
     FEATURE_LABELS,
     KernelFeatures,
@@ -34,13 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 ClientFactory = Callable[[], "docker.DockerClient"]
 
-# TODO(images): take these from lab/images.py once it exposes the tags.
-REQUIRED_IMAGES = [
-    "vpnlab/base:latest",
-    "vpnlab/router:latest",
-    "vpnlab/client:latest",
-    "vpnlab/server:latest",
-]
+REQUIRED_IMAGES = [spec.tag for spec in IMAGES]
 PROBE_IMAGE = "vpnlab/base:latest"
 PROBE_IMAGE_FALLBACKS = ["vpnlab/debian:bookworm", "debian:bookworm-slim"]
 DOCTOR_PROTOCOLS = ("wireguard", "openvpn-udp", "openvpn-tcp", "pptp", "l2tp", "l2tp-ipsec", "ikev2")

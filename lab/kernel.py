@@ -371,7 +371,10 @@ PROTOCOL_REQUIREMENTS: dict[str, tuple[tuple[Alternative, ...], ...]] = {
 
 # Not needed to come up, but a lab case depends on them.
 PROTOCOL_RECOMMENDED: dict[str, dict[str, str]] = {
-    "pptp": {"nf_nat_pptp": "two LAN clients through one NAT need call-ID rewriting"},
+    "pptp": {
+        "nf_nat_pptp": "two LAN clients through one NAT need its call-ID rewriting; a container cannot "
+        "load it: run 'sudo modprobe nf_nat_pptp' on the engine's host"
+    },
 }
 
 

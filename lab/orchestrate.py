@@ -85,6 +85,16 @@ class Session:
                 skips[i] = f"kernel {features.release} lacks " + "; ".join(support.missing)
         return skips
 
+    def notes(self, topology: Topology) -> dict[str, str]:
+        """Per protocol: what this kernel lacks that is recommended (said in every result of it)."""
+        features = self.features()
+        notes = {}
+        for proto in {t.protocol for t in topology.tunnels}:
+            missing = check_protocol(proto, features).recommended_missing
+            if missing:
+                notes[proto] = "; ".join(f"kernel {features.release} lacks {m}" for m in missing)
+        return notes
+
     def open_runtime(self, choice: str, topology: Topology | None = None) -> Runtime:
         """Choose and start the runtime (docker, uml or auto) for this session."""
         if self.runtime is not None:
@@ -143,7 +153,7 @@ def run(session: Session, topology: Topology, *, source: str, runtime: str = "au
         lab = up(session, topology, source=source, mode="run" if not keep else "up")
         timings["up"] = round(time.monotonic() - t0, 2)
         t0 = time.monotonic()
-        results = check_tunnels(lab, topology, skips, environment=session.environment())
+        results = check_tunnels(lab, topology, skips, environment=session.environment(), notes=session.notes(topology))
         timings["check"] = round(time.monotonic() - t0, 2)
         result = RunResult(topology.name, chosen.kind, chosen.reason, chosen.kernel, results)
     finally:
@@ -186,7 +196,9 @@ def check(session: Session, name: str) -> RunResult:
     engine, lab = find_lab(session, name)
     session.runtime = Runtime(engine.kind, engine.client, "where the lab runs")
     topology = lab.topology()
-    results = check_tunnels(lab, topology, session.skips(topology), environment=session.environment())
+    results = check_tunnels(
+        lab, topology, session.skips(topology), environment=session.environment(), notes=session.notes(topology)
+    )
     result = RunResult(name, engine.kind, "where the lab runs", session.runtime.kernel, results)
     session.runtime = None
     return result

@@ -66,7 +66,10 @@ class RunningLab:
         wanted = [i for i in (only if only is not None else range(len(self.topology.tunnels))) if i not in self._results]
         if wanted:
             skips = self.session.skips(self.topology)
-            for i, result in zip(wanted, check_tunnels(self.lab, self.topology, skips, only=wanted, environment=self.session.environment())):
+            for i, result in zip(wanted, check_tunnels(
+                self.lab, self.topology, skips, only=wanted,
+                environment=self.session.environment(), notes=self.session.notes(self.topology),
+            )):
                 self._results[i] = result
         return [self._results[i] for i in (only if only is not None else range(len(self.topology.tunnels)))]
 
