@@ -72,6 +72,16 @@ def runtime_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     )(fn)
 
 
+def where_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    from lab.runtime.select import CHOICES
+
+    return click.option(
+        "--runtime", type=click.Choice(CHOICES), default="auto", show_default=True,
+        help="Where to look for labs: 'docker' the host's engine, 'uml' running User-Mode Linux "
+        "guests, 'auto' both.",
+    )(fn)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="vpnlab")
 def main() -> None:
@@ -135,12 +145,13 @@ def up(topology: Path, runtime: str) -> None:
 @main.command()
 @click.argument("name")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the result as JSON.")
+@where_option
 @friendly
-def check(name: str, json_file: Path | None) -> None:
+def check(name: str, json_file: Path | None, runtime: str) -> None:
     """Start and check every tunnel of a running lab."""
     from lab import orchestrate
 
-    _finish(orchestrate.check(session(), name), json_file)
+    _finish(orchestrate.check(session(), name, runtime), json_file)
 
 
 @main.command()
@@ -171,8 +182,9 @@ def _finish(result: Any, json_file: Path | None) -> None:
 @main.command()
 @click.argument("name", required=False)
 @click.option("--all", "everything", is_flag=True, help="Remove every vpnlab lab on this engine.")
+@where_option
 @friendly
-def down(name: str | None, everything: bool) -> None:
+def down(name: str | None, everything: bool, runtime: str) -> None:
     """Remove a lab (or all of them): containers, networks and volumes, found by label."""
     from lab import orchestrate
     from lab.runtime.lab import down_all
@@ -181,9 +193,9 @@ def down(name: str | None, everything: bool) -> None:
         raise click.UsageError("name a lab or pass --all")
     lab_session = session()
     if everything:
-        removed = sum(down_all(engine.client) for engine in orchestrate.engines(lab_session))
+        removed = sum(down_all(engine.client) for engine in orchestrate.engines(lab_session, runtime))
     else:
-        _, lab = orchestrate.find_lab(lab_session, name)
+        _, lab = orchestrate.find_lab(lab_session, name, runtime)
         removed = lab.down()
     stopped = orchestrate.stop_idle_guests(lab_session)
     console.print(f"removed {removed} object(s)" + (f", stopped {stopped} idle UML guest(s)" if stopped else ""))
@@ -191,14 +203,15 @@ def down(name: str | None, everything: bool) -> None:
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@where_option
 @friendly
-def status(as_json: bool) -> None:
+def status(as_json: bool, runtime: str) -> None:
     """List the running labs and their nodes."""
     from lab import orchestrate
     from lab.runtime.lab import list_labs
 
     rows = []
-    for engine in orchestrate.engines(session()):
+    for engine in orchestrate.engines(session(), runtime):
         where = engine.kind if engine.guest is None else f"uml ({engine.guest.slot.path.name})"
         rows += [(where, lab) for lab in list_labs(engine.client)]
     if as_json:
@@ -218,8 +231,9 @@ def status(as_json: bool) -> None:
 @click.option("--lab", "lab_name", help="The lab (needed when several run).")
 @click.argument("node")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@where_option
 @friendly
-def exec(lab_name: str | None, node: str, command: tuple[str, ...]) -> None:  # noqa: A001 - the verb users type
+def exec(lab_name: str | None, node: str, command: tuple[str, ...], runtime: str) -> None:  # noqa: A001
     """Run a command in a node: vpnlab exec router -- iptables-save"""
     from lab import orchestrate
     from lab.errors import LabNotFound, VpnlabError
@@ -227,13 +241,13 @@ def exec(lab_name: str | None, node: str, command: tuple[str, ...]) -> None:  # 
 
     lab_session = session()
     if not lab_name:
-        names = [lab.name for engine in orchestrate.engines(lab_session) for lab in list_labs(engine.client)]
+        names = [lab.name for engine in orchestrate.engines(lab_session, runtime) for lab in list_labs(engine.client)]
         if len(names) != 1:
             if not names:
                 raise LabNotFound("(any)")
             raise VpnlabError(f"{len(names)} labs are running", hint="name one with --lab NAME ('vpnlab status' lists them)")
         lab_name = names[0]
-    _, lab = orchestrate.find_lab(lab_session, lab_name)
+    _, lab = orchestrate.find_lab(lab_session, lab_name, runtime)
     result = lab.exec(node, list(command))
     sys.stdout.write(result.output)
     sys.exit(result.exit_code)

@@ -175,25 +175,26 @@ class Engine:
     guest: UmlGuest | None = None
 
 
-def engines(session: Session) -> list[Engine]:
-    found = [Engine("docker", session.host)]
-    for slot in running_slots():
+def engines(session: Session, where: str = "auto") -> list[Engine]:
+    """The engines that may hold labs: 'docker' the host's, 'uml' running guests', 'auto' both."""
+    found = [Engine("docker", session.host)] if where in ("auto", "docker") else []
+    for slot in running_slots() if where in ("auto", "uml") else []:
         guest = UmlGuest(slot)
         if guest.engine_answers():
             found.append(Engine("uml", guest.client(), guest))
     return found
 
 
-def find_lab(session: Session, name: str) -> tuple[Engine, DockerLab]:
-    for engine in engines(session):
+def find_lab(session: Session, name: str, where: str = "auto") -> tuple[Engine, DockerLab]:
+    for engine in engines(session, where):
         lab = DockerLab(engine.client, name)
         if lab.exists():
             return engine, lab
     raise LabNotFound(name)
 
 
-def check(session: Session, name: str) -> RunResult:
-    engine, lab = find_lab(session, name)
+def check(session: Session, name: str, where: str = "auto") -> RunResult:
+    engine, lab = find_lab(session, name, where)
     session.runtime = Runtime(engine.kind, engine.client, "where the lab runs")
     topology = lab.topology()
     results = check_tunnels(

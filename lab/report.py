@@ -34,6 +34,7 @@ def tunnel_table(result: RunResult) -> Table:
 
 def print_result(result: RunResult, console: Console) -> None:
     console.print(tunnel_table(result))
+    console.print(f"runtime {result.runtime}: {result.runtime_reason}", style="dim")
     failed = [t for t in result.tunnels if not t.passed and t.observed != "skipped"]
     skipped = [t for t in result.tunnels if t.observed == "skipped"]
     summary = f"{len(result.tunnels) - len(failed) - len(skipped)} as expected, {len(failed)} not, {len(skipped)} skipped"
