@@ -8,7 +8,7 @@ deadline passes, so a verdict costs no polling from the host.
 from __future__ import annotations
 
 from lab.protocols import PROTOCOLS
-from lab.protocols.base import CONF_DIR, LOG_DIR, RUN_DIR, NodeFile, TunnelContext
+from lab.protocols.base import CONF_DIR, LOG_DIR, RUN_DIR, NodeFile, Protocol, TunnelContext
 from lab.render import render
 
 EVIDENCE_LINES = 20
@@ -22,6 +22,23 @@ def deadline(ctx: TunnelContext) -> float:
     return ctx.tunnel.deadline or PROTOCOLS[ctx.tunnel.protocol].deadline
 
 
+def ping_source(proto: object, ctx: TunnelContext) -> str | None:
+    """A protocol whose tunnel has no interface of its own to ping through (policy-based IPsec)
+    names the ping's source address instead: ``ping_source(ctx)`` returns a shell command."""
+    hook = getattr(proto, "ping_source", None)
+    return hook(ctx) if hook else None
+
+
+def still_trying(proto: Protocol, ctx: TunnelContext) -> dict[str, str] | None:
+    """Optional protocol hook ``still_trying(ctx) -> (daemon, shell test)``: the up-check stops
+    waiting as soon as the test fails (the client's daemon has given up), before the deadline."""
+    hook = getattr(proto, "still_trying", None)
+    if hook is None:
+        return None
+    daemon, test = hook(ctx)
+    return {"daemon": daemon, "test": test}
+
+
 def tunnel_files(ctx: TunnelContext) -> list[NodeFile]:
     proto = PROTOCOLS[ctx.tunnel.protocol]
     iface = proto.client_interface(ctx)
@@ -30,9 +47,14 @@ def tunnel_files(ctx: TunnelContext) -> list[NodeFile]:
         tunnel_id=ctx.tunnel.id,
         iface=iface,
         peer=proto.server_tunnel_address(ctx.plan, ctx.tunnel.server),
+        # Optional hook: a shell command printing the ping's source address (empty while the
+        # tunnel is not ready); otherwise the ping is bound to the interface (-I iface).
+        ping_source=ping_source(proto, ctx),
+        ping_source_note=getattr(proto, "ping_source_note", ""),
         start=proto.client_start(ctx),
         deadline=f"{deadline(ctx):g}",
         deadline_ms=int(deadline(ctx) * 1000),
+        still_trying=still_trying(proto, ctx),
         log_dir=LOG_DIR,
         run_dir=RUN_DIR,
     )

@@ -1,11 +1,42 @@
-"""IKEv2: strongSwan (swanctl) with certificates made per lab and a virtual IP for the client.
+"""IKEv2: strongSwan (swanctl) with certificates made per lab and a virtual IP for each client.
 
-(Being written: see the issue on PPTP, L2TP, L2TP/IPsec and IKEv2.)
+Server: one connection ``ikev2`` on its WAN address, identity = its name (also a
+DNS SAN of its certificate, next to its WAN IP), clients authenticated by a
+certificate of the lab's CA. Clients get a virtual IP from the pool
+10.106.S.10-254; the server's own tunnel address 10.106.S.1 sits on ``lo`` and
+is the only traffic selector it offers (local_ts 10.106.S.1/32).
+
+Client: one connection ``ikev2-<server>`` per tunnel (identity = its name),
+started by ``swanctl --initiate`` in the background; NAT-T (UDP 4500) follows
+NAT detection by itself.
+
+Both share the node's one charon with any other IPsec protocol (see
+``lab.protocols.strongswan``).
+
+"Up" = a ping to 10.106.S.1 from the client's virtual IP answers. What the
+up-check's interface means depends on the back end:
+
+- kernel-libipsec (no kernel ESP): ``ipsec0``, the TUN device through which
+  charon does ESP; the tunnel route (table 220) points into it.
+- kernel ESP: there is no tunnel interface (the lab kernel's 6.1 has no XFRM
+  interfaces; ip_vti would be the only route-based choice): the tunnel is
+  policy-based and the interface is ``eth0``, by which the UDP-encapsulated ESP
+  leaves and on which charon puts the virtual IP.
+
+In both cases the ping leaves with the virtual IP as source (``ping -I <VIP>``):
+the up-check reads it from the route charon installs for 10.106.S.1 in table
+220 (``src <VIP>``), which exists only once the CHILD_SA is installed, so a
+packet can never leave unprotected from the LAN address.
 """
 
 from __future__ import annotations
 
-from lab.protocols.base import Flow, Protocol
+from lab.protocols import strongswan
+from lab.protocols.base import Flow, NodeFile, Protocol, ServerContext, TunnelContext
+from lab.render import render
+
+CONN = "ikev2"
+POOL_FIRST_HOST = 10
 
 
 class Ikev2(Protocol):
@@ -15,3 +46,102 @@ class Ikev2(Protocol):
     flows = (Flow("udp", 500), Flow("udp", 4500), Flow("esp"))
     family = "ipsec"
     interface_prefix = "ike"
+    ping_source_note = "the virtual IP, as source of charon's route in table 220"
+
+    # --- server -------------------------------------------------------------
+
+    def server_files(self, ctx: ServerContext) -> list[NodeFile]:
+        subnet = ctx.plan.tunnel_subnet(self.octet, ctx.server)
+        conf = render(
+            "ikev2/server.conf.j2",
+            conn=CONN,
+            server=ctx.server,
+            wan=ctx.wan_address,
+            server_address=self.server_tunnel_address(ctx.plan, ctx.server),
+            pool_first=subnet.network_address + POOL_FIRST_HOST,
+            pool_last=subnet.broadcast_address - 1,
+            ca=strongswan.CA_FILE,
+        )
+        return [
+            *strongswan.node_files(ctx.server, ctx.environment),
+            *strongswan.pki_files(ctx.secrets, ctx.server, server=True, san_ips=(str(ctx.wan_address),)),
+            strongswan.fragment(self.name, conf),
+        ]
+
+    def server_start(self, ctx: ServerContext) -> list[str]:
+        address = self.server_tunnel_address(ctx.plan, ctx.server)
+        return [f"ip address add {address}/32 dev lo", strongswan.start_command()]
+
+    def server_log(self) -> str:
+        return strongswan.CHARON_LOG
+
+    def server_evidence(self, ctx: TunnelContext) -> dict[str, str]:
+        return {
+            "swanctl --list-sas": strongswan.peer_sas_command(CONN, ctx.tunnel.client),
+            "charon log": strongswan.peer_log_lines_command(CONN, ctx.tunnel.client, 50),
+        }
+
+    # --- client -------------------------------------------------------------
+
+    def client_interface(self, ctx: TunnelContext) -> str:
+        return "eth0" if ctx.environment.esp else strongswan.TUN_INTERFACE
+
+    def ping_source(self, ctx: TunnelContext) -> str:
+        """Shell that prints the virtual IP once charon routed the server's tunnel address."""
+        peer = self.server_tunnel_address(ctx.plan, ctx.tunnel.server)
+        return (
+            f"ip route show table {strongswan.ROUTE_TABLE} {peer} 2>/dev/null"
+            " | sed -n 's/.* src \\([0-9.]*\\).*/\\1/p' | head -n 1"
+        )
+
+    def client_files(self, ctx: TunnelContext) -> list[NodeFile]:
+        server, client = ctx.tunnel.server, ctx.tunnel.client
+        conf = render(
+            "ikev2/client.conf.j2",
+            conn=self._conn(ctx),
+            client=client,
+            server=server,
+            server_wan=ctx.server_wan,
+            server_address=self.server_tunnel_address(ctx.plan, server),
+            ca=strongswan.CA_FILE,
+        )
+        return [
+            *strongswan.node_files(client, ctx.environment),
+            *strongswan.pki_files(ctx.secrets, client, server=False),
+            strongswan.fragment(self._conn(ctx), conf),
+        ]
+
+    def client_start(self, ctx: TunnelContext) -> list[str]:
+        return [strongswan.start_command(), strongswan.initiate_command(self._conn(ctx), ctx.log_path)]
+
+    def client_evidence(self, ctx: TunnelContext) -> dict[str, str]:
+        return {
+            "backend": strongswan.backend_command(),
+            "swanctl --list-sas": f"swanctl --list-sas --ike {self._conn(ctx)}",
+            "xfrm state": strongswan.xfrm_states_command(str(ctx.server_wan)),
+            "tunnel route": strongswan.routes_command(),
+            "charon log": strongswan.log_lines_command(self._conn(ctx), 40),
+        }
+
+    def diagnose(self, evidence: dict[str, str]) -> list[str]:
+        client_log = evidence.get("client log", "") + "\n" + evidence.get("charon log", "")
+        server_log = evidence.get("server charon log", "")
+        sas = evidence.get("swanctl --list-sas", "") + "\n" + evidence.get("xfrm state", "")
+        facts = []
+        listed = evidence.get("swanctl --list-sas", "")
+        if "ESTABLISHED" in listed and "INSTALLED" in listed:
+            vip = strongswan.virtual_ip(client_log)
+            facts.append("IKEv2 IKE_SA and CHILD_SA established" + (f", virtual IP {vip}" if vip else ""))
+        else:
+            facts += strongswan.ike_failure_facts(client_log) or (
+                ["no IKE_SA established"] if client_log.strip() else []
+            )
+        facts += strongswan.nat_facts(client_log, server_log, sas)
+        backend = strongswan.backend_fact(evidence.get("backend", ""))
+        if backend:
+            facts.append(backend)
+        return facts
+
+    @staticmethod
+    def _conn(ctx: TunnelContext) -> str:
+        return f"{CONN}-{ctx.tunnel.server}"

@@ -112,3 +112,25 @@ def test_guest_does_not_outlive_a_run(vpnlab_runtimes: Runtimes) -> None:
     # Guests still running belong to this test session (vpnlab_runtimes) and nothing else.
     own = vpnlab_runtimes._uml.runtime.guest.slot.path if vpnlab_runtimes._uml else None
     assert [s.path for s in running_slots() if s.path != own] == []
+
+
+def test_interrupted_uml_run_leaves_no_guest(vpnlab_runtimes: Runtimes) -> None:
+    import signal
+    import time
+
+    own = vpnlab_runtimes._uml.runtime.guest.slot.path if vpnlab_runtimes._uml else None
+    before = {s.path for s in running_slots()}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lab", "run", "--runtime", "uml", str(HERE / "topologies" / "small.yml")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not ({s.path for s in running_slots()} - before):
+        time.sleep(0.2)
+    assert {s.path for s in running_slots()} - before, "the run never started a guest"
+    time.sleep(3)  # mid-boot or mid-lab
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert [s.path for s in running_slots() if s.path != own] == [p for p in before if p != own]
