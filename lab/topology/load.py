@@ -132,6 +132,14 @@ def cross_reference_problems(data: dict[str, Any]) -> list[Problem]:
                 problems.append(Problem(where, f"unknown protocol '{proto}' (known: {known_protocols})"))
             elif proto in protocols[:j]:
                 problems.append(Problem(where, f"protocol '{proto}' is listed twice"))
+        if "l2tp" in protocols and "l2tp-ipsec" in protocols:
+            problems.append(
+                Problem(
+                    f"servers[{i}].protocols",
+                    "'l2tp' and 'l2tp-ipsec' cannot share a server: both listen on UDP 1701, and an "
+                    "L2TP/IPsec server refuses L2TP that IPsec does not protect (use two servers)",
+                )
+            )
         if isinstance(server.get("name"), str):
             served[server["name"]] = [p for p in protocols if isinstance(p, str)]
 
