@@ -33,12 +33,6 @@ class DropRule:
             spec += f" --dport {ports}"
         return spec
 
-    def matches(self, proto: str, port: int | None) -> bool:
-        if proto != self.proto:
-            return False
-        if self.port_low is None:
-            return True
-        return port is not None and self.port_low <= port <= (self.port_high or self.port_low)
 
 
 @dataclass(frozen=True)

@@ -97,12 +97,6 @@ class BlockRule(Strict):
             return f"{self.proto}/{self.port_low}"
         return f"{self.proto}/{self.port_low}-{self.port_high}"
 
-    def matches(self, proto: str, port: int | None) -> bool:
-        if proto != self.proto:
-            return False
-        if self.port_low is None:
-            return True
-        return port is not None and self.port_low <= port <= (self.port_high or self.port_low)
 
 
 class Router(Strict):
