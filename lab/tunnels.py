@@ -22,21 +22,9 @@ def deadline(ctx: TunnelContext) -> float:
     return ctx.tunnel.deadline or PROTOCOLS[ctx.tunnel.protocol].deadline
 
 
-def ping_source(proto: object, ctx: TunnelContext) -> str | None:
-    """A protocol whose tunnel has no interface of its own to ping through (policy-based IPsec)
-    names the ping's source address instead: ``ping_source(ctx)`` returns a shell command."""
-    hook = getattr(proto, "ping_source", None)
-    return hook(ctx) if hook else None
-
-
 def still_trying(proto: Protocol, ctx: TunnelContext) -> dict[str, str] | None:
-    """Optional protocol hook ``still_trying(ctx) -> (daemon, shell test)``: the up-check stops
-    waiting as soon as the test fails (the client's daemon has given up), before the deadline."""
-    hook = getattr(proto, "still_trying", None)
-    if hook is None:
-        return None
-    daemon, test = hook(ctx)
-    return {"daemon": daemon, "test": test}
+    hook = proto.still_trying(ctx)
+    return {"daemon": hook[0], "test": hook[1]} if hook else None
 
 
 def tunnel_files(ctx: TunnelContext) -> list[NodeFile]:
@@ -49,8 +37,8 @@ def tunnel_files(ctx: TunnelContext) -> list[NodeFile]:
         peer=proto.server_tunnel_address(ctx.plan, ctx.tunnel.server),
         # Optional hook: a shell command printing the ping's source address (empty while the
         # tunnel is not ready); otherwise the ping is bound to the interface (-I iface).
-        ping_source=ping_source(proto, ctx),
-        ping_source_note=getattr(proto, "ping_source_note", ""),
+        ping_source=proto.ping_source(ctx),
+        ping_source_note=proto.ping_source_note,
         start=proto.client_start(ctx),
         deadline=f"{deadline(ctx):g}",
         deadline_ms=int(deadline(ctx) * 1000),

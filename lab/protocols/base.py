@@ -129,6 +129,19 @@ class Protocol:
     def client_start(self, ctx: TunnelContext) -> list[str]:
         raise NotImplementedError
 
+    # Shown in the up-check's "down" message when ping_source() gave no address in time.
+    ping_source_note: ClassVar[str] = ""
+
+    def ping_source(self, ctx: TunnelContext) -> str | None:
+        """A tunnel with no interface of its own to ping through (policy-based IPsec) names
+        the ping's source instead: a shell command printing it (empty while not ready)."""
+        return None
+
+    def still_trying(self, ctx: TunnelContext) -> tuple[str, str] | None:
+        """(daemon, shell test): the up-check stops waiting as soon as the test fails (the
+        client's daemon has given up), before the deadline."""
+        return None
+
     def client_evidence(self, ctx: TunnelContext) -> dict[str, str]:
         """Extra commands whose output is kept as evidence, by name."""
         return {}
