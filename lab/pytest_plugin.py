@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +153,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "vpnlab_topology(path): the topology vpnlab_lab brings up for the module")
+    config.addinivalue_line(
+        "markers", "vpnlab_topology(path, runtime=None): the topology vpnlab_lab brings up for the module"
+    )
     config.addinivalue_line(
         "markers", "requires_kernel(*features): skip unless the lab's kernel has these features (see lab.kernel)"
     )
@@ -185,6 +188,10 @@ class Runtimes:
         if self.choice == "uml" or (self.choice == "auto" and missing_on_host and uml_available()[0]):
             return self.uml()
         return self.host
+
+    def session(self, kind: str) -> Any:
+        """The session of one runtime kind: 'docker' (the host's engine) or 'uml'."""
+        return self.uml() if kind == "uml" else self.host
 
     def for_topology(self, topology: Topology) -> Any:
         lacking = any(self.host.missing_features(topology, self.host.host).values()) if self.choice == "auto" else False
@@ -226,13 +233,51 @@ def vpnlab_runtimes(request: pytest.FixtureRequest, vpnlab_session: Any) -> Iter
         runtimes.close(keep=request.config.getoption("--vpnlab-keep"))
 
 
-def _bring_up(session: Any, topology: Topology, source: str) -> DockerLab:
+def _load(request: pytest.FixtureRequest, topology: str | Path | dict[str, Any] | Topology) -> tuple[Topology, str]:
+    if isinstance(topology, Topology):
+        return topology, request.node.nodeid
+    if isinstance(topology, dict):
+        return parse_topology(yaml.safe_dump(topology), source=f"{request.node.name} (inline)"), request.node.nodeid
+    path = _resolve(request, str(topology))
+    return load_topology(path), str(path)
+
+
+@contextmanager
+def lab_from(
+    request: pytest.FixtureRequest,
+    runtimes: Runtimes,
+    topology: str | Path | dict[str, Any] | Topology,
+    *,
+    runtime: str | None = None,
+    check_all: bool = False,
+) -> Iterator[RunningLab]:
+    """Bring a lab up (a path, a dict or a Topology) and remove it afterwards whatever happened.
+
+    ``runtime`` forces 'docker' or 'uml' (default: as --vpnlab-runtime decides for the
+    topology); ``check_all`` checks every tunnel at once, in parallel, before the body runs.
+    A module-scoped fixture for one more lab is then four lines::
+
+        @pytest.fixture(scope="module")
+        def no_helper(request, vpnlab_runtimes):
+            with lab_from(request, vpnlab_runtimes, "topologies/pptp-no-helper.yml", check_all=True) as lab:
+                yield lab
+    """
     from lab import orchestrate
 
+    model, source = _load(request, topology)
+    session = runtimes.session(runtime) if runtime else runtimes.for_topology(model)
     try:
-        return orchestrate.up(session, topology, source=source, mode="run")
+        lab = orchestrate.up(session, model, source=source, mode="run")
     except VpnlabError as exc:
         pytest.fail(str(exc), pytrace=False)
+    try:
+        running = RunningLab(lab, model, session)
+        if check_all:
+            running.check_all()
+        yield running
+    finally:
+        if not request.config.getoption("--vpnlab-keep"):
+            lab.down()
 
 
 def _resolve(request: pytest.FixtureRequest, path: str) -> Path:
@@ -247,43 +292,23 @@ def _resolve(request: pytest.FixtureRequest, path: str) -> Path:
 
 @pytest.fixture(scope="module")
 def vpnlab_lab(request: pytest.FixtureRequest, vpnlab_runtimes: Runtimes) -> Iterator[RunningLab]:
+    """The lab of the module's ``vpnlab_topology`` marker, up for the whole module."""
     marker = request.node.get_closest_marker("vpnlab_topology")
     if marker is None:
         pytest.fail("vpnlab_lab needs @pytest.mark.vpnlab_topology('path/to/topology.yml')", pytrace=False)
-    path = _resolve(request, marker.args[0])
-    topology = load_topology(path)
-    session = vpnlab_runtimes.for_topology(topology)
-    lab = _bring_up(session, topology, str(path))
-    try:
-        yield RunningLab(lab, topology, session)
-    finally:
-        if not request.config.getoption("--vpnlab-keep"):
-            lab.down()
+    with lab_from(request, vpnlab_runtimes, marker.args[0], runtime=marker.kwargs.get("runtime")) as lab:
+        yield lab
 
 
 @pytest.fixture
 def vpnlab_factory(request: pytest.FixtureRequest, vpnlab_runtimes: Runtimes) -> Iterator[Any]:
-    """make(topology) -> RunningLab, where topology is a path, a dict or a Topology."""
-    made: list[DockerLab] = []
+    """make(topology, runtime=None) -> RunningLab, where topology is a path, a dict or a Topology."""
+    with ExitStack() as stack:
 
-    def make(topology: str | Path | dict[str, Any] | Topology) -> RunningLab:
-        if isinstance(topology, dict):
-            model = parse_topology(yaml.safe_dump(topology), source=f"{request.node.name} (inline)")
-        elif isinstance(topology, Topology):
-            model = topology
-        else:
-            model = load_topology(_resolve(request, str(topology)))
-        session = vpnlab_runtimes.for_topology(model)
-        lab = _bring_up(session, model, request.node.nodeid)
-        made.append(lab)
-        return RunningLab(lab, model, session)
+        def make(topology: str | Path | dict[str, Any] | Topology, runtime: str | None = None) -> RunningLab:
+            return stack.enter_context(lab_from(request, vpnlab_runtimes, topology, runtime=runtime))
 
-    try:
         yield make
-    finally:
-        if not request.config.getoption("--vpnlab-keep"):
-            for lab in made:
-                lab.down()
 
 
 @pytest.fixture(autouse=True)

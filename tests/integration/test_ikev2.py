@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.pytest_plugin import RunningLab, Runtimes, assert_tunnel
+from lab.pytest_plugin import RunningLab, Runtimes, assert_tunnel, lab_from
 from lab.runtime.uml import uml_available
 
 HERE = Path(__file__).parent
@@ -27,38 +27,16 @@ RUNTIMES = [
 ROUTER_WAN = "203.0.113.1"
 
 
-def _session(runtimes: Runtimes, runtime: str):
-    return runtimes.host if runtime == "docker" else runtimes.uml()
-
-
-def _checked_lab(request: pytest.FixtureRequest, runtimes: Runtimes, path: Path) -> Iterator[RunningLab]:
-    from lab import orchestrate
-    from lab.errors import VpnlabError
-    from lab.topology import load_topology
-
-    topology = load_topology(path)
-    session = _session(runtimes, request.param)
-    try:
-        lab = orchestrate.up(session, topology, source=str(path), mode="run")
-    except VpnlabError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        running = RunningLab(lab, topology, session)
-        running.check_all()  # every tunnel at once, in parallel
-        yield running
-    finally:
-        if not request.config.getoption("--vpnlab-keep"):
-            lab.down()
-
-
 @pytest.fixture(scope="module", params=RUNTIMES)
 def nat_lab(request: pytest.FixtureRequest, vpnlab_runtimes: Runtimes) -> Iterator[RunningLab]:
-    yield from _checked_lab(request, vpnlab_runtimes, NAT)
+    with lab_from(request, vpnlab_runtimes, NAT, runtime=request.param, check_all=True) as lab:
+        yield lab
 
 
 @pytest.fixture(scope="module", params=RUNTIMES)
 def blocked_lab(request: pytest.FixtureRequest, vpnlab_runtimes: Runtimes) -> Iterator[RunningLab]:
-    yield from _checked_lab(request, vpnlab_runtimes, BLOCKED)
+    with lab_from(request, vpnlab_runtimes, BLOCKED, runtime=request.param, check_all=True) as lab:
+        yield lab
 
 
 def _kernel_esp(lab: RunningLab) -> bool:

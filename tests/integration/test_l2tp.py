@@ -13,10 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import orchestrate
-from lab.errors import VpnlabError
-from lab.pytest_plugin import RunningLab, Runtimes, assert_tunnel
-from lab.topology import load_topology
+from lab.pytest_plugin import RunningLab, Runtimes, assert_tunnel, lab_from
 
 TOPOLOGIES = Path(__file__).parent / "topologies"
 DEADLINE = 20.0
@@ -33,20 +30,8 @@ def two_clients(vpnlab_lab: RunningLab) -> RunningLab:
 @pytest.fixture(scope="module")
 def passthrough_off(request: pytest.FixtureRequest, vpnlab_runtimes: Runtimes) -> Iterator[RunningLab]:
     """A second lab for this module, brought up once, all its tunnels checked in parallel."""
-    path = TOPOLOGIES / "l2tp-passthrough-off.yml"
-    topology = load_topology(path)
-    session = vpnlab_runtimes.for_topology(topology)
-    try:
-        lab = orchestrate.up(session, topology, source=str(path), mode="run")
-    except VpnlabError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        running = RunningLab(lab, topology, session)
-        running.check_all()
-        yield running
-    finally:
-        if not request.config.getoption("--vpnlab-keep"):
-            lab.down()
+    with lab_from(request, vpnlab_runtimes, TOPOLOGIES / "l2tp-passthrough-off.yml", check_all=True) as lab:
+        yield lab
 
 
 @pytest.mark.parametrize("client", ["alice", "bob"])

@@ -14,33 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from lab import orchestrate
-from lab.errors import VpnlabError
-from lab.pytest_plugin import RunningLab, Runtimes, assert_tunnel
-from lab.topology import load_topology
+from lab.pytest_plugin import RunningLab, Runtimes, assert_tunnel, lab_from
 
 TOPOLOGIES = Path(__file__).parent / "topologies"
 DEADLINE = 20.0
 
 pytestmark = pytest.mark.vpnlab_topology("topologies/pptp-helper.yml")
-
-
-def checked_lab(request: pytest.FixtureRequest, runtimes: Runtimes, name: str) -> Iterator[RunningLab]:
-    """Bring up one more lab for this module and check all its tunnels in parallel."""
-    path = TOPOLOGIES / name
-    topology = load_topology(path)
-    session = runtimes.for_topology(topology)
-    try:
-        lab = orchestrate.up(session, topology, source=str(path), mode="run")
-    except VpnlabError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        running = RunningLab(lab, topology, session)
-        running.check_all()
-        yield running
-    finally:
-        if not request.config.getoption("--vpnlab-keep"):
-            lab.down()
 
 
 @pytest.fixture(scope="module")
@@ -51,12 +30,14 @@ def with_helper(vpnlab_lab: RunningLab) -> RunningLab:
 
 @pytest.fixture(scope="module")
 def no_helper(request: pytest.FixtureRequest, vpnlab_runtimes: Runtimes) -> Iterator[RunningLab]:
-    yield from checked_lab(request, vpnlab_runtimes, "pptp-no-helper.yml")
+    with lab_from(request, vpnlab_runtimes, TOPOLOGIES / "pptp-no-helper.yml", check_all=True) as lab:
+        yield lab
 
 
 @pytest.fixture(scope="module")
 def passthrough_off(request: pytest.FixtureRequest, vpnlab_runtimes: Runtimes) -> Iterator[RunningLab]:
-    yield from checked_lab(request, vpnlab_runtimes, "pptp-passthrough-off.yml")
+    with lab_from(request, vpnlab_runtimes, TOPOLOGIES / "pptp-passthrough-off.yml", check_all=True) as lab:
+        yield lab
 
 
 def gre_lines(result) -> list[str]:

@@ -70,15 +70,15 @@ def test_kernel_esp_state_can_be_installed(guest) -> None:
     assert "proto esp spi 0x00001000" in output, output
 
 
-def test_pptp_helper_attaches_to_a_control_connection(vpnlab_factory, vpnlab_runtimes: Runtimes) -> None:
-    vpnlab_runtimes.choice = "uml"
+def test_pptp_helper_attaches_to_a_control_connection(vpnlab_factory) -> None:
     lab = vpnlab_factory(
         {
             "name": "it-uml-helper",
             "router": {"helpers": ["pptp"]},
             "servers": [{"name": "vpn", "protocols": ["wireguard"]}],
             "clients": [{"name": "alice"}],
-        }
+        },
+        runtime="uml",
     )
     assert lab.runtime == "uml"
     assert "--helper pptp" in lab.exec("router", "iptables-save -t raw").output
