@@ -143,7 +143,7 @@ def _gre_not_translated(counters: str) -> str:
     addressed to the router itself and dropped there (an unconfirmed conntrack entry is
     never listed, so the INPUT drop counter is what shows it)."""
     fact = "GRE from the server not translated back (the client's GRE entry in router conntrack stays [UNREPLIED]"
-    rule = "vpnlab: input unsolicited from wan"
+    rule = "vpnlab: input gre from wan not tied to a call"
     for line in counters.splitlines():
         if line.startswith(f"INPUT: {rule}: "):
             fact += f"; rule '{rule}' dropped {line.rsplit(': ', 1)[1]} packets sent to the router itself"

@@ -91,7 +91,7 @@ def test_pptp_down_without_helper_says_why(no_helper: RunningLab) -> None:
     for words in (
         "TCP 1723 established",
         "GRE from the server not translated back",
-        "'vpnlab: input unsolicited from wan' dropped",
+        "'vpnlab: input gre from wan not tied to a call' dropped",
         "LCP timed out",
         "no pptp helper on the router",
     ):
