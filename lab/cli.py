@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lab import __version__
@@ -41,7 +42,7 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except VpnlabError as exc:
-            errors.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+            errors.print(f"[red]error:[/red] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             errors.print("[yellow]interrupted; everything this command created was removed[/yellow]")

@@ -131,3 +131,22 @@ def test_interrupted_uml_run_leaves_no_guest(vpnlab_runtimes: Runtimes) -> None:
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     assert [s.path for s in running_slots() if s.path != own] == [p for p in before if p != own]
+
+
+def test_a_failing_guest_gives_one_clear_error_and_leaves_nothing(tmp_path: Path) -> None:
+    import os
+
+    slot = tmp_path / "uml" / "slot0"
+    slot.mkdir(parents=True)
+    with open(slot / "disk.img", "wb") as disk:  # not a file system: the guest cannot mount it
+        disk.truncate(64 << 20)
+    env = {**os.environ, "VPNLAB_STATE_DIR": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "lab", "run", "--runtime", "uml", str(HERE / "topologies" / "small.yml")],
+        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL, env=env,
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "cannot mount the engine's disk image" in proc.stderr and "guest.log" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (slot / "guest.pid").exists()
+    assert "failed: cannot mount" in (slot / "status").read_text()
