@@ -357,11 +357,11 @@ PROTOCOL_REQUIREMENTS: dict[str, tuple[tuple[Alternative, ...], ...]] = {
         (Alternative("ppp", "kernel PPP"),),
         (Alternative("l2tp", "kernel L2TP"),),
     ),
+    # transport mode needs kernel ESP: strongSwan's kernel-libipsec does tunnel mode only
     "l2tp-ipsec": (
         (Alternative("ppp", "kernel PPP"),),
         (Alternative("l2tp", "kernel L2TP"),),
-        (Alternative("esp", "kernel ESP"),
-         Alternative("tun", "strongSwan kernel-libipsec (no kernel ESP)")),
+        (Alternative("esp", "kernel ESP (transport mode)"),),
     ),
     "ikev2": (
         (Alternative("esp", "kernel ESP"),

@@ -8,12 +8,13 @@ made per lab. UDP needs no conntrack helper: NAT passes it like any UDP flow.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from lab.protocols.base import CONF_DIR, RUN_DIR, Flow, NodeFile, ServerContext, TunnelContext
 from lab.protocols.ppp import COMMON_OPTIONS, PppProtocol, chap_secrets, common_options, ppp_facts, server_name
 from lab.render import render
 
 PORT = 1701
-FILES = f"{CONF_DIR}/l2tp"
 
 
 class L2tp(PppProtocol):
@@ -23,24 +24,36 @@ class L2tp(PppProtocol):
     flows = (Flow("udp", PORT),)
     family = "l2tp"
     interface_prefix = "l2tp"
+    # what differs for L2TP/IPsec (lab.protocols.l2tp_ipsec), which builds on this class
+    server_conf_template: ClassVar[str] = "l2tp/xl2tpd-server.conf.j2"
+
+    @property
+    def files_dir(self) -> str:
+        """Where this protocol's xl2tpd and pppd files live on a node."""
+        return f"{CONF_DIR}/{self.name}"
+
+    def control_path(self, server: str) -> str:
+        """The control pipe of the client's xl2tpd for this server."""
+        return f"{RUN_DIR}/xl2tpd-{server}.control"
 
     def server_files(self, ctx: ServerContext) -> list[NodeFile]:
         subnet = ctx.plan.tunnel_subnet(self.octet, ctx.server)
         local = self.server_tunnel_address(ctx.plan, ctx.server)
         name = server_name(ctx.server, self.name)
+        files = self.files_dir
         conf = render(
-            "l2tp/xl2tpd-server.conf.j2",
+            self.server_conf_template,
             listen=ctx.wan_address,
             port=PORT,
             local_ip=local,
             ip_range=f"{local + 1}-{subnet.broadcast_address - 1}",
             name=name,
-            options=f"{FILES}/server.options",
+            options=f"{files}/server.options",
         )
         options = render("l2tp/server.options.j2", name=name, common=COMMON_OPTIONS, log=self.server_log())
         return [
-            NodeFile(f"{FILES}/xl2tpd.conf", conf),
-            NodeFile(f"{FILES}/server.options", options),
+            NodeFile(f"{files}/xl2tpd.conf", conf),
+            NodeFile(f"{files}/server.options", options),
             common_options(),
             chap_secrets(ctx.topology, ctx.secrets, ctx.server),
         ]
@@ -48,18 +61,18 @@ class L2tp(PppProtocol):
     def server_start(self, ctx: ServerContext) -> list[str]:
         # -D keeps xl2tpd in the foreground with its log on stderr: into the server log, not syslog
         return [
-            f"xl2tpd -D -c {FILES}/xl2tpd.conf -C {RUN_DIR}/xl2tpd-server.control -p {RUN_DIR}/xl2tpd-server.pid "
-            f"</dev/null >>{self.server_log()} 2>&1 &"
+            f"xl2tpd -D -c {self.files_dir}/xl2tpd.conf -C {RUN_DIR}/xl2tpd-server.control "
+            f"-p {RUN_DIR}/xl2tpd-server.pid </dev/null >>{self.server_log()} 2>&1 &"
         ]
 
     def client_files(self, ctx: TunnelContext) -> list[NodeFile]:
-        server = ctx.tunnel.server
+        server, files = ctx.tunnel.server, self.files_dir
         conf = render(
             "l2tp/xl2tpd-client.conf.j2",
             server=server,
             server_wan=ctx.server_wan,
             port=PORT + ctx.plan.server_index[server],
-            options=f"{FILES}/{server}.options",
+            options=f"{files}/{server}.options",
         )
         options = render(
             "l2tp/client.options.j2",
@@ -71,19 +84,23 @@ class L2tp(PppProtocol):
             log=ctx.log_path,
         )
         return [
-            NodeFile(f"{FILES}/{server}.conf", conf),
-            NodeFile(f"{FILES}/{server}.options", options),
-            NodeFile(f"{FILES}/connect.sh", render("l2tp/connect.sh.j2"), 0o755),
+            NodeFile(f"{files}/{server}.conf", conf),
+            NodeFile(f"{files}/{server}.options", options),
+            NodeFile(f"{files}/connect.sh", render("l2tp/connect.sh.j2"), 0o755),
             common_options(),
             chap_secrets(ctx.topology, ctx.secrets, ctx.tunnel.client),
         ]
 
     def client_start(self, ctx: TunnelContext) -> list[str]:
-        server = ctx.tunnel.server
-        return [
-            f"sh {FILES}/connect.sh {FILES}/{server}.conf {RUN_DIR}/xl2tpd-{server}.control "
+        return [f"sh {self.files_dir}/connect.sh {self.dial_arguments(ctx)}"]
+
+    def dial_arguments(self, ctx: TunnelContext) -> str:
+        """connect.sh's arguments: CONF CONTROL PIDFILE LOG LAC IFACE."""
+        server, files = ctx.tunnel.server, self.files_dir
+        return (
+            f"{files}/{server}.conf {self.control_path(server)} "
             f"{self.pidfile(server)} {ctx.log_path} {server} {self.client_interface(ctx)}"
-        ]
+        )
 
     def still_trying(self, ctx: TunnelContext) -> tuple[str, str]:
         return "xl2tpd", f"kill -0 $(cat {self.pidfile(ctx.tunnel.server)}) 2>/dev/null"

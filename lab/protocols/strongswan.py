@@ -185,36 +185,37 @@ def log_lines_command(conn: str, lines: int = 30) -> str:
     return f"grep -F '<{conn}|' {CHARON_LOG} | tail -n {lines}"
 
 
-def _peer_sa_id(conn: str, peer_id: str) -> str:
-    """Shell setting $n to the unique id of the latest IKE_SA of ``conn`` that authenticated ``peer_id``."""
+def _peer_sa_id(conn: str, peer_id: str, version: int = 2) -> str:
+    """Shell setting $n to the unique id of the latest IKE_SA of ``conn`` that authenticated ``peer_id``:
+    IKEv2 logs ``authentication of 'ID' ...``, IKEv1 only ``IKE_SA ... established between ...[ID]``."""
+    marker = f"'{peer_id}'" if version == 2 else f"[{peer_id}]"
     return (
-        f"n=$(grep -F '<{conn}|' {CHARON_LOG} | grep -F \"'{peer_id}'\" "
+        f"n=$(grep -F '<{conn}|' {CHARON_LOG} | grep -F \"{marker}\" "
         f"| sed -n 's/.*<{conn}|\\([0-9]*\\)>.*/\\1/p' | tail -n 1)"
     )
 
 
-def peer_sas_command(conn: str, peer_id: str) -> str:
+def peer_sas_command(conn: str, peer_id: str, version: int = 2) -> str:
     """On a server: ``swanctl --list-sas`` of the peer's latest IKE_SA (all SAs if none is known)."""
-    return f"{_peer_sa_id(conn, peer_id)}; swanctl --list-sas ${{n:+--ike-id $n}}"
+    return f"{_peer_sa_id(conn, peer_id, version)}; swanctl --list-sas ${{n:+--ike-id $n}}"
 
 
-def peer_log_lines_command(conn: str, peer_id: str, lines: int = 30) -> str:
+def peer_log_lines_command(conn: str, peer_id: str, lines: int = 30, version: int = 2) -> str:
     """On a server: the lines of the latest IKE_SA of ``conn`` that authenticated ``peer_id``
     (all of them: a responder's lines read ``<N>`` until the config is chosen, then
     ``<conn|N>``, so NAT detection is included); the log's tail if there is none."""
     return (
-        f"{_peer_sa_id(conn, peer_id)}; "
+        f"{_peer_sa_id(conn, peer_id, version)}; "
         f"if [ -n \"$n\" ]; then grep -E \"<({conn}\\\\|)?$n>\" {CHARON_LOG} | tail -n {lines}; "
         f"else tail -n 15 {CHARON_LOG}; fi"
     )
 
 
-def xfrm_states_command(peer: str) -> str:
-    """The kernel's ESP states to and from ``peer`` (empty with kernel-libipsec), keys left out."""
-    return (
-        f"{{ ip xfrm state list src {peer}; ip xfrm state list dst {peer}; }} 2>&1"
-        " | grep -vE '^[[:space:]]+(aead|enc|auth|auth-trunc|comp) '"
-    )
+def xfrm_states_command(peer: str | None) -> str:
+    """The kernel's ESP states to and from ``peer`` (all of them if None; empty with
+    kernel-libipsec), keys left out."""
+    listing = f"{{ ip xfrm state list src {peer}; ip xfrm state list dst {peer}; }}" if peer else "ip xfrm state list"
+    return f"{listing} 2>&1 | grep -vE '^[[:space:]]+(aead|enc|auth|auth-trunc|comp) '"
 
 
 def routes_command() -> str:

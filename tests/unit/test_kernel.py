@@ -43,6 +43,7 @@ end=yes
 
 PPP = "PPP (ppp_generic, /dev/ppp)"
 L2TP = "L2TP (l2tp_ppp)"
+ESP = "ESP (esp4)"
 
 
 def verdicts(text: str) -> dict[str, tuple[bool | None, str, list[str]]]:
@@ -85,7 +86,7 @@ def test_host_protocol_verdicts():
         "openvpn-tcp": (True, "TUN", []),
         "pptp": (False, "", [PPP]),
         "l2tp": (False, "", [PPP, L2TP]),
-        "l2tp-ipsec": (False, "", [PPP, L2TP]),
+        "l2tp-ipsec": (False, "", [PPP, L2TP, ESP]),  # transport mode: kernel-libipsec cannot stand in
         "ikev2": (True, "strongSwan kernel-libipsec (no kernel ESP)", []),
     }
 
@@ -95,7 +96,7 @@ def test_full_kernel_protocol_verdicts():
     assert all(r is True and m == [] for r, _, m in v.values())
     assert v["wireguard"][1] == "kernel WireGuard"
     assert v["ikev2"][1] == "kernel ESP"
-    assert v["l2tp-ipsec"][1] == "kernel PPP + kernel L2TP + kernel ESP"
+    assert v["l2tp-ipsec"][1] == "kernel PPP + kernel L2TP + kernel ESP (transport mode)"
     assert v["pptp"][1] == "kernel PPP (GRE in user space) + pptp conntrack helper on the router"
 
 
@@ -137,3 +138,11 @@ def test_unknown_feature_gives_undetermined_not_missing():
 def test_unknown_protocol_is_a_vpnlab_error():
     with pytest.raises(VpnlabError):
         check_protocol("ipx", parse_probe(HOST))
+
+
+def test_l2tp_ipsec_needs_kernel_esp_even_with_tun() -> None:
+    """Transport mode: strongSwan's kernel-libipsec (tunnel mode only) cannot stand in for ESP."""
+    kf = parse_probe(FULL.replace("esp=yes ESP SA installed", "esp=no ip xfrm state add proto esp: Error"))
+    s = check_protocol("l2tp-ipsec", kf)
+    assert s.runnable is False and s.missing == [ESP]
+    assert check_protocol("ikev2", kf).via == "strongSwan kernel-libipsec (no kernel ESP)"
