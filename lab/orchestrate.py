@@ -85,6 +85,18 @@ class Session:
                 skips[i] = f"kernel {features.release} lacks " + "; ".join(support.missing)
         return skips
 
+    def check(self, lab: DockerLab, topology: Topology, only: list[int] | None = None) -> list:
+        """Check a lab's tunnels on this session's runtime, with its kernel's skips and notes."""
+        return check_tunnels(
+            lab,
+            topology,
+            self.skips(topology),
+            only=only,
+            environment=self.environment(),
+            notes=self.notes(topology),
+            concurrency=self.runtime.concurrency if self.runtime else 8,
+        )
+
     def notes(self, topology: Topology) -> dict[str, str]:
         """Per protocol: what this kernel lacks that is recommended (said in every result of it)."""
         features = self.features()
@@ -153,7 +165,7 @@ def run(session: Session, topology: Topology, *, source: str, runtime: str = "au
         lab = up(session, topology, source=source, mode="run" if not keep else "up")
         timings["up"] = round(time.monotonic() - t0, 2)
         t0 = time.monotonic()
-        results = check_tunnels(lab, topology, skips, environment=session.environment(), notes=session.notes(topology))
+        results = session.check(lab, topology)
         timings["check"] = round(time.monotonic() - t0, 2)
         result = RunResult(topology.name, chosen.kind, chosen.reason, chosen.kernel, results)
     finally:
@@ -197,9 +209,7 @@ def check(session: Session, name: str, where: str = "auto") -> RunResult:
     engine, lab = find_lab(session, name, where)
     session.runtime = Runtime(engine.kind, engine.client, "where the lab runs")
     topology = lab.topology()
-    results = check_tunnels(
-        lab, topology, session.skips(topology), environment=session.environment(), notes=session.notes(topology)
-    )
+    results = session.check(lab, topology)
     result = RunResult(name, engine.kind, "where the lab runs", session.runtime.kernel, results)
     session.runtime = None
     return result

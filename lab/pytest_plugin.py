@@ -62,17 +62,12 @@ class RunningLab:
         return self._results[self._index(client, protocol, server)]
 
     def check_all(self, only: list[int] | None = None) -> list[TunnelResult]:
-        from lab.check import check_tunnels
-
-        wanted = [i for i in (only if only is not None else range(len(self.topology.tunnels))) if i not in self._results]
+        indices = list(only if only is not None else range(len(self.topology.tunnels)))
+        wanted = [i for i in indices if i not in self._results]
         if wanted:
-            skips = self.session.skips(self.topology)
-            for i, result in zip(wanted, check_tunnels(
-                self.lab, self.topology, skips, only=wanted,
-                environment=self.session.environment(), notes=self.session.notes(self.topology),
-            )):
+            for i, result in zip(wanted, self.session.check(self.lab, self.topology, only=wanted)):
                 self._results[i] = result
-        return [self._results[i] for i in (only if only is not None else range(len(self.topology.tunnels)))]
+        return [self._results[i] for i in indices]
 
     def exec(self, node: str, command: str) -> ExecResult:
         return self.lab.exec(node, command)

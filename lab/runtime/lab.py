@@ -70,11 +70,11 @@ def owner_alive(owner: str) -> bool:
     return True
 
 
-def parallel(fn: Callable[[T], Any], items: Iterable[T]) -> list[Any]:
+def parallel(fn: Callable[[T], Any], items: Iterable[T], limit: int = 8) -> list[Any]:
     items = list(items)
     if not items:
         return []
-    with ThreadPoolExecutor(max_workers=min(8, len(items))) as pool:
+    with ThreadPoolExecutor(max_workers=min(limit, len(items))) as pool:
         return list(pool.map(fn, items))
 
 

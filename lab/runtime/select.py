@@ -28,6 +28,11 @@ class Runtime:
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
+    def concurrency(self) -> int:
+        """Tunnels started at once: a UML guest has one CPU."""
+        return 3 if self.kind == "uml" else 8
+
+    @property
     def kernel(self) -> str:
         return engine_kernel(self.client)
 

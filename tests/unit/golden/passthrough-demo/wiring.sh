@@ -14,9 +14,12 @@ ip link set p1 master br-wan up
 # vpn: eth0 on the wan segment
 ip link add p2 type veth peer name eth0 netns 1001
 ip link set p2 master br-wan up
-# alice: eth0 on the lan segment
+# vpn2: eth0 on the wan segment
 ip link add p3 type veth peer name eth0 netns 1002
-ip link set p3 master br-lan up
-# bob: eth0 on the lan segment
+ip link set p3 master br-wan up
+# alice: eth0 on the lan segment
 ip link add p4 type veth peer name eth0 netns 1003
 ip link set p4 master br-lan up
+# bob: eth0 on the lan segment
+ip link add p5 type veth peer name eth0 netns 1004
+ip link set p5 master br-lan up
