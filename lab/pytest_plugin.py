@@ -285,6 +285,26 @@ def _resolve(request: pytest.FixtureRequest, path: str) -> Path:
     return candidate
 
 
+def lab_fixture(
+    topology: str | Path | dict[str, Any],
+    *,
+    runtime: str | None = None,
+    check_all: bool = True,
+    scope: str = "module",
+) -> Any:
+    """A fixture that brings up one more lab (all its tunnels checked at once, by default)::
+
+        no_helper = lab_fixture("topologies/pptp-no-helper.yml")
+    """
+
+    @pytest.fixture(scope=scope)  # type: ignore[call-overload]
+    def fixture(request: pytest.FixtureRequest, vpnlab_runtimes: Runtimes) -> Iterator[RunningLab]:
+        with lab_from(request, vpnlab_runtimes, topology, runtime=runtime, check_all=check_all) as lab:
+            yield lab
+
+    return fixture
+
+
 @pytest.fixture(scope="module")
 def vpnlab_lab(request: pytest.FixtureRequest, vpnlab_runtimes: Runtimes) -> Iterator[RunningLab]:
     """The lab of the module's ``vpnlab_topology`` marker, up for the whole module."""

@@ -8,12 +8,11 @@ run in a User-Mode Linux guest (--vpnlab-runtime auto).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from lab.pytest_plugin import RunningLab, Runtimes, assert_tunnel, lab_from
+from lab.pytest_plugin import RunningLab, assert_tunnel, lab_fixture
 
 TOPOLOGIES = Path(__file__).parent / "topologies"
 DEADLINE = 20.0
@@ -27,11 +26,7 @@ def two_clients(vpnlab_lab: RunningLab) -> RunningLab:
     return vpnlab_lab
 
 
-@pytest.fixture(scope="module")
-def passthrough_off(request: pytest.FixtureRequest, vpnlab_runtimes: Runtimes) -> Iterator[RunningLab]:
-    """A second lab for this module, brought up once, all its tunnels checked in parallel."""
-    with lab_from(request, vpnlab_runtimes, TOPOLOGIES / "l2tp-passthrough-off.yml", check_all=True) as lab:
-        yield lab
+passthrough_off = lab_fixture(TOPOLOGIES / "l2tp-passthrough-off.yml")
 
 
 @pytest.mark.parametrize("client", ["alice", "bob"])

@@ -22,12 +22,11 @@ User-Mode Linux guest (--vpnlab-runtime auto).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from lab.pytest_plugin import RunningLab, Runtimes, assert_tunnel, lab_from
+from lab.pytest_plugin import RunningLab, assert_tunnel, lab_fixture
 
 TOPOLOGIES = Path(__file__).parent / "topologies"
 DEADLINE = 20.0
@@ -43,22 +42,13 @@ def nat(vpnlab_lab: RunningLab) -> RunningLab:
     return vpnlab_lab
 
 
-@pytest.fixture(scope="module")
-def ipsec_off(request: pytest.FixtureRequest, vpnlab_runtimes: Runtimes) -> Iterator[RunningLab]:
-    with lab_from(request, vpnlab_runtimes, TOPOLOGIES / "l2tp-ipsec-passthrough-off.yml", check_all=True) as lab:
-        yield lab
+ipsec_off = lab_fixture(TOPOLOGIES / "l2tp-ipsec-passthrough-off.yml")
 
 
-@pytest.fixture(scope="module")
-def l2tp_off(request: pytest.FixtureRequest, vpnlab_runtimes: Runtimes) -> Iterator[RunningLab]:
-    with lab_from(request, vpnlab_runtimes, TOPOLOGIES / "l2tp-ipsec-l2tp-off.yml", check_all=True) as lab:
-        yield lab
+l2tp_off = lab_fixture(TOPOLOGIES / "l2tp-ipsec-l2tp-off.yml")
 
 
-@pytest.fixture(scope="module")
-def wrong_psk(request: pytest.FixtureRequest, vpnlab_runtimes: Runtimes) -> Iterator[RunningLab]:
-    with lab_from(request, vpnlab_runtimes, TOPOLOGIES / "l2tp-ipsec-wrong-psk.yml", check_all=True) as lab:
-        yield lab
+wrong_psk = lab_fixture(TOPOLOGIES / "l2tp-ipsec-wrong-psk.yml")
 
 
 def _server_drops(lab: RunningLab, server: str) -> int:

@@ -9,12 +9,11 @@ and all its tunnels checked at once.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from lab.pytest_plugin import RunningLab, Runtimes, assert_tunnel, lab_from
+from lab.pytest_plugin import RunningLab, assert_tunnel, lab_fixture
 
 TOPOLOGIES = Path(__file__).parent / "topologies"
 DEADLINE = 20.0
@@ -28,16 +27,10 @@ def with_helper(vpnlab_lab: RunningLab) -> RunningLab:
     return vpnlab_lab
 
 
-@pytest.fixture(scope="module")
-def no_helper(request: pytest.FixtureRequest, vpnlab_runtimes: Runtimes) -> Iterator[RunningLab]:
-    with lab_from(request, vpnlab_runtimes, TOPOLOGIES / "pptp-no-helper.yml", check_all=True) as lab:
-        yield lab
+no_helper = lab_fixture(TOPOLOGIES / "pptp-no-helper.yml")
 
 
-@pytest.fixture(scope="module")
-def passthrough_off(request: pytest.FixtureRequest, vpnlab_runtimes: Runtimes) -> Iterator[RunningLab]:
-    with lab_from(request, vpnlab_runtimes, TOPOLOGIES / "pptp-passthrough-off.yml", check_all=True) as lab:
-        yield lab
+passthrough_off = lab_fixture(TOPOLOGIES / "pptp-passthrough-off.yml")
 
 
 def gre_lines(result) -> list[str]:
