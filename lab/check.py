@@ -10,9 +10,9 @@ from __future__ import annotations
 import time
 
 from lab.credentials import LabSecrets
-from lab.evidence import conntrack_lines, drops_for, flow_entries, router_evidence_command, rule_hits
+from lab.evidence import RuleHit, conntrack_lines, drops_for, flow_entries, router_evidence_command, rule_hits
 from lab.protocols import PROTOCOLS
-from lab.protocols.base import Environment, TunnelContext
+from lab.protocols.base import Environment, Flow, TunnelContext
 from lab.results import TunnelResult
 from lab.runtime.lab import DockerLab, parallel
 from lab.topology.addressing import plan_addresses
@@ -45,15 +45,12 @@ def check_tunnels(
             t = ctx.tunnel
             return TunnelResult(t.client, t.server, t.protocol, t.expect, "skipped", skip[index], 0.0, {})
         result = check_tunnel(lab, ctx)
-        if notes and t_note(notes, ctx):
-            result.reason += f"; {t_note(notes, ctx)}"
+        note = (notes or {}).get(ctx.tunnel.protocol)
+        if note:
+            result.reason += f"; {note}"
         return result
 
     return parallel(one, only if only is not None else range(len(topology.tunnels)), limit=concurrency)
-
-
-def t_note(notes: dict[str, str], ctx: TunnelContext) -> str:
-    return notes.get(ctx.tunnel.protocol, "")
 
 
 def check_tunnel(lab: DockerLab, ctx: TunnelContext) -> TunnelResult:
@@ -105,7 +102,16 @@ def parse_result(output: str, exit_code: int) -> tuple[str, int | None, str]:
     return "error", None, f"the up-check ended without a verdict (exit {exit_code}): {tail}"
 
 
-def explain(observed, detail, protocol_facts, entries, hits, flows, ctx: TunnelContext) -> str:
+def explain(
+    observed: str,
+    detail: str,
+    protocol_facts: list[str],
+    entries: list[str],
+    hits: list[RuleHit],
+    flows: tuple[Flow, ...],
+    ctx: TunnelContext,
+) -> str:
+    """The verdict's detail, then the router's evidence, then what the protocol read in its logs."""
     facts = [detail]
     if observed == "up":
         if entries:
@@ -113,12 +119,11 @@ def explain(observed, detail, protocol_facts, entries, hits, flows, ctx: TunnelC
         return "; ".join(facts + protocol_facts)
     for hit in hits:
         facts.append(f"router rule '{hit.comment}' ({hit.chain}) dropped {hit.packets} packets")
-    flow_lines = entries
     labels = ", ".join(f.label for f in flows)
-    if not flow_lines and not hits:
+    if not entries and not hits:
         facts.append(f"no router conntrack entry for {labels} to {ctx.server_wan}")
-    elif any("[UNREPLIED]" in line for line in flow_lines):
+    elif any("[UNREPLIED]" in line for line in entries):
         facts.append(f"router conntrack shows {labels} to {ctx.server_wan} unreplied")
-    elif flow_lines:
+    elif entries:
         facts.append(f"router conntrack shows {labels} to {ctx.server_wan} answered")
     return "; ".join(facts + protocol_facts)

@@ -19,13 +19,13 @@ from lab.check import check_tunnels
 from lab.credentials import LabSecrets
 from lab.errors import LabNotFound
 from lab.images import ensure_images, image_tag, missing_images
-from lab.kernel import KernelFeatures, check_protocol, probe_engine_kernel
+from lab.kernel import KernelFeatures, ProtocolSupport, check_protocol, probe_engine_kernel
 from lab.nodes import build_lab
 from lab.protocols.base import Environment
 from lab.results import RunResult
 from lab.runtime.engine import connect
 from lab.runtime.image_sync import sync_images
-from lab.runtime.lab import DockerLab, this_owner
+from lab.runtime.lab import DockerLab, holds_labs, this_owner
 from lab.runtime.select import Runtime, auto_reason, host_runtime, uml_runtime
 from lab.runtime.uml import UmlGuest, running_slots, uml_available
 from lab.topology.model import Topology
@@ -71,19 +71,24 @@ class Session:
             wireguard=features.available("wireguard") is True,
         )
 
-    def missing_features(self, topology: Topology, client: docker.DockerClient | None = None) -> dict[str, list[str]]:
+    def support(
+        self, topology: Topology, client: docker.DockerClient | None = None
+    ) -> dict[str, tuple[str, ProtocolSupport]]:
+        """Per protocol of the topology: (kernel release, what this engine's kernel offers it)."""
         features = self.features(client)
-        return {p: check_protocol(p, features).missing for p in {t.protocol for t in topology.tunnels}}
+        return {p: (features.release, check_protocol(p, features)) for p in {t.protocol for t in topology.tunnels}}
+
+    def missing_features(self, topology: Topology, client: docker.DockerClient | None = None) -> dict[str, list[str]]:
+        return {p: support.missing for p, (_, support) in self.support(topology, client).items()}
 
     def skips(self, topology: Topology) -> dict[int, str]:
         """Tunnels this runtime's kernel cannot run, with the missing feature named."""
-        features = self.features()
-        skips = {}
-        for i, tunnel in enumerate(topology.tunnels):
-            support = check_protocol(tunnel.protocol, features)
-            if support.runnable is False:
-                skips[i] = f"kernel {features.release} lacks " + "; ".join(support.missing)
-        return skips
+        support = self.support(topology)
+        return {
+            i: f"kernel {support[t.protocol][0]} lacks " + "; ".join(support[t.protocol][1].missing)
+            for i, t in enumerate(topology.tunnels)
+            if support[t.protocol][1].runnable is False
+        }
 
     def check(self, lab: DockerLab, topology: Topology, only: list[int] | None = None) -> list:
         """Check a lab's tunnels on this session's runtime, with its kernel's skips and notes."""
@@ -99,13 +104,11 @@ class Session:
 
     def notes(self, topology: Topology) -> dict[str, str]:
         """Per protocol: what this kernel lacks that is recommended (said in every result of it)."""
-        features = self.features()
-        notes = {}
-        for proto in {t.protocol for t in topology.tunnels}:
-            missing = check_protocol(proto, features).recommended_missing
-            if missing:
-                notes[proto] = "; ".join(f"kernel {features.release} lacks {m}" for m in missing)
-        return notes
+        return {
+            p: "; ".join(f"kernel {release} lacks {m}" for m in support.recommended_missing)
+            for p, (release, support) in self.support(topology).items()
+            if support.recommended_missing
+        }
 
     def open_runtime(self, choice: str, topology: Topology | None = None) -> Runtime:
         """Choose and start the runtime (docker, uml or auto) for this session."""
@@ -207,12 +210,10 @@ def find_lab(session: Session, name: str, where: str = "auto") -> tuple[Engine, 
 
 def check(session: Session, name: str, where: str = "auto") -> RunResult:
     engine, lab = find_lab(session, name, where)
-    session.runtime = Runtime(engine.kind, engine.client, "where the lab runs")
-    topology = lab.topology()
-    results = session.check(lab, topology)
-    result = RunResult(name, engine.kind, "where the lab runs", session.runtime.kernel, results)
-    session.runtime = None
-    return result
+    runtime = Runtime(engine.kind, engine.client, "where the lab runs")
+    on_engine = Session(session.host, session.console, runtime)
+    results = on_engine.check(lab, lab.topology())
+    return RunResult(name, runtime.kind, runtime.reason, runtime.kernel, results)
 
 
 def stop_idle_guests(session: Session) -> int:
@@ -220,9 +221,9 @@ def stop_idle_guests(session: Session) -> int:
     stopped = 0
     for engine in engines(session):
         guest = engine.guest
-        if guest is None or DockerLab(engine.client, "").containers_any():
+        if guest is None or holds_labs(engine.client):
             continue
-        if guest._lock(blocking=False):  # not in use by another vpnlab process
+        if guest.try_lock():  # not in use by another vpnlab process
             guest.stop()
             guest.release()
             stopped += 1

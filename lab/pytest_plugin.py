@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 import yaml
+from testinfra.backend.docker import DockerBackend
 
 from lab.errors import DockerUnavailable, VpnlabError
 from lab.results import TunnelResult
@@ -84,36 +85,25 @@ class RunningLab:
 
 
 def engine_url(client: Any) -> str:
+    """The address of a client's engine, as the docker CLI takes it after -H."""
     url = client.api.base_url
-    if url.startswith("http+docker://"):  # the SDK's name for its unix socket
-        return "unix://" + client.api._custom_adapter.socket_path if hasattr(client.api, "_custom_adapter") else ""
+    if url.startswith("http+docker://"):  # the SDK's name for a unix socket
+        return "unix://" + client.api._custom_adapter.socket_path
     return url
 
 
-def _docker_backend() -> type:
-    from testinfra.backend.docker import DockerBackend
+class EngineDockerBackend(DockerBackend):
+    """testinfra's docker:// backend aimed at a named engine (the host's or a UML guest's)."""
 
-    class _EngineDockerBackend(DockerBackend):
-        """testinfra's docker:// backend with the engine named (the host's or a UML guest's)."""
+    def __init__(self, name: str, engine: str, *args: Any, **kwargs: Any):
+        self.engine = engine
+        super().__init__(name, *args, **kwargs)
 
-        def __init__(self, name: str, engine: str, *args: Any, **kwargs: Any):
-            self.engine = engine
-            super().__init__(name, *args, **kwargs)
-
-        def run(self, command: str, *args: str, **kwargs: Any) -> Any:
-            cmd = self.get_command(command, *args)
-            if self.engine:
-                out = self.run_local("docker -H %s exec %s /bin/sh -c %s", self.engine, self.name, cmd)
-            else:
-                out = self.run_local("docker exec %s /bin/sh -c %s", self.name, cmd)
-            out.command = self.encode(cmd)
-            return out
-
-    return _EngineDockerBackend
-
-
-def EngineDockerBackend(name: str, engine: str) -> Any:  # noqa: N802 - reads as the class it builds
-    return _docker_backend()(name, engine)
+    def run(self, command: str, *args: str, **kwargs: Any) -> Any:
+        cmd = self.get_command(command, *args)
+        out = self.run_local("docker -H %s exec %s /bin/sh -c %s", self.engine, self.name, cmd)
+        out.command = self.encode(cmd)
+        return out
 
 
 def assert_tunnel(result: TunnelResult, expected: str) -> None:
@@ -169,7 +159,6 @@ class Runtimes:
             from lab.orchestrate import Session
 
             session = Session(self.host.host)
-            session._images_ready = True
             try:
                 session.open_runtime("uml")
             except VpnlabError as exc:

@@ -102,10 +102,6 @@ class DockerLab:
     def containers(self) -> list[Container]:
         return self.client.containers.list(all=True, filters=lab_filter(self.name))
 
-    def containers_any(self) -> bool:
-        """Whether this engine holds any vpnlab lab at all."""
-        return bool(self.client.containers.list(all=True, filters=lab_filter()))
-
     def exists(self) -> bool:
         return bool(self.containers())
 
@@ -243,7 +239,13 @@ class DockerLab:
         return remove_labelled(self.client, lab_filter(self.name))
 
 
-def remove_labelled(client: docker.DockerClient, filters: dict[str, Any]) -> int:
+def remove_labelled(client: docker.DockerClient, filters: dict[str, Any], rounds: int = 5) -> int:
+    """Remove every container, network and volume matching ``filters``; returns the count.
+
+    Lists again after each round: a container whose create or start the engine was
+    still finishing when the first list was taken (an interrupted ``up``) is caught by
+    the next one. Sparse lists skip per-container inspection, which races with removal.
+    """
     removed = 0
 
     def remove_container(container: Container) -> None:
@@ -251,10 +253,16 @@ def remove_labelled(client: docker.DockerClient, filters: dict[str, Any]) -> int
             container.remove(force=True, v=True)
         except docker.errors.NotFound:
             pass
+        except docker.errors.APIError as exc:  # e.g. "removal already in progress": the next round sees
+            if exc.status_code != 409:
+                raise
 
-    containers = client.containers.list(all=True, filters=filters)
-    parallel(remove_container, containers)
-    removed += len(containers)
+    for _ in range(rounds):
+        containers = client.containers.list(all=True, filters=filters, sparse=True)
+        if not containers:
+            break
+        parallel(remove_container, containers)
+        removed += len(containers)
     for network in client.networks.list(filters=filters):
         try:
             network.remove()
@@ -288,6 +296,11 @@ def list_labs(client: docker.DockerClient) -> list[LabStatus]:
         status = labs.setdefault(name, LabStatus(name, labels.get(LABEL_SOURCE, "?"), labels.get(LABEL_OWNER, "?"), {}))
         status.nodes[labels.get(LABEL_NODE, container.name)] = container.status
     return sorted(labs.values(), key=lambda s: s.name)
+
+
+def holds_labs(client: docker.DockerClient) -> bool:
+    """Whether this engine holds any vpnlab lab at all."""
+    return bool(client.containers.list(all=True, filters=lab_filter()))
 
 
 def down_all(client: docker.DockerClient) -> int:

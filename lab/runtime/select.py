@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 import docker
 
 from lab.errors import PrerequisiteError
-from lab.runtime.engine import engine_kernel, lab_filter
+from lab.runtime.engine import engine_kernel
+from lab.runtime.lab import holds_labs
 from lab.runtime.uml import UmlGuest, uml_available
 
 CHOICES = ("auto", "docker", "uml")
@@ -41,10 +42,10 @@ class Runtime:
         if self.guest is None:
             return
         try:
-            holds_labs = bool(self.client.containers.list(all=True, filters=lab_filter()))
+            busy = holds_labs(self.client)
         except Exception:  # noqa: BLE001 - an unreachable guest is stopped all the same
-            holds_labs = False
-        if not keep_guest and not holds_labs:
+            busy = False
+        if not keep_guest and not busy:
             self.guest.stop()
         self.guest.release()
         self.guest = None

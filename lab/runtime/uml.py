@@ -145,11 +145,12 @@ class UmlGuest:
             slot = Slot(root / f"slot{index}", index)
             slot.path.mkdir(parents=True, exist_ok=True)
             guest = cls(slot)
-            if guest._lock(blocking=wait and index == 0):
+            if guest.try_lock(blocking=wait and index == 0):
                 return guest
         raise PrerequisiteError("User-Mode Linux", "all 16 guest slots are in use", hint="wait for other runs")
 
-    def _lock(self, blocking: bool) -> bool:
+    def try_lock(self, blocking: bool = False) -> bool:
+        """Take this slot for this process (a lock file); False if another process holds it."""
         fd = os.open(self.slot.path / "lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))

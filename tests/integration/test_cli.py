@@ -25,7 +25,7 @@ def vpnlab(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]
 
 def lab_objects(client: docker.DockerClient, lab: str) -> list[str]:
     flt = {"label": f"vpnlab.lab={lab}"}
-    return [c.name for c in client.containers.list(all=True, filters=flt)] + [
+    return [c.attrs["Names"][0] for c in client.containers.list(all=True, filters=flt, sparse=True)] + [
         n.name for n in client.networks.list(filters=flt)
     ]
 
@@ -106,7 +106,7 @@ def test_up_is_idempotent_and_a_name_in_use_is_refused(engine, tmp_path: Path) -
 def wait_for_containers(engine: docker.DockerClient, lab: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if engine.containers.list(all=True, filters={"label": f"vpnlab.lab={lab}"}):
+        if engine.containers.list(all=True, filters={"label": f"vpnlab.lab={lab}"}, sparse=True):
             return
         time.sleep(0.05)
     pytest.fail(f"lab {lab} never appeared")
