@@ -119,7 +119,8 @@ def images_build(force: bool) -> None:
     from lab.runtime.engine import connect
 
     results = ensure_images(connect(), console=errors, force=force)
-    console.print(summary_table(results))
+    if not any(r.built for r in results):  # ensure_images showed the table if it built anything
+        console.print(summary_table(results))
 
 
 @main.command()

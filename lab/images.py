@@ -288,7 +288,7 @@ def ensure_images(
         raise ImageError("vpnlab images", f"engine error: {error.explanation or error}") from error
     except (requests.exceptions.ConnectionError, docker.errors.DockerException) as error:
         raise DockerUnavailable(str(error)) from error
-    if console is not None:
+    if console is not None and any(r.built for r in results):  # nothing to say when all were up to date
         console.print(summary_table(results))
     return results
 
