@@ -145,7 +145,7 @@ def new_session(console: Console | None = None) -> Session:
 
 def up(session: Session, topology: Topology, *, source: str, mode: str = "up",
        progress: Callable[[str], None] | None = None) -> DockerLab:
-    lab = DockerLab(session.client, topology.name)
+    lab = DockerLab(session.client, topology.name, session.runtime.concurrency if session.runtime else 8)
     owner = this_owner(mode)
     if lab.prepare(topology, owner):
         session.say(f"lab '{topology.name}' is already up")

@@ -93,9 +93,12 @@ class ExecResult:
 class DockerLab:
     """One lab on one engine, addressed by its name."""
 
-    def __init__(self, client: docker.DockerClient, name: str):
+    def __init__(self, client: docker.DockerClient, name: str, concurrency: int = 8):
         self.client = client
         self.name = name
+        # Engine calls made at once while bringing the lab up: a one-CPU UML guest's
+        # engine stopped answering when nine containers were started together.
+        self.concurrency = concurrency
 
     # --- lookup -------------------------------------------------------------
 
@@ -178,9 +181,9 @@ class DockerLab:
             copy_files(container, files)
             return container
 
-        containers = dict(zip(nodes, parallel(create, nodes.values())))
+        containers = dict(zip(nodes, parallel(create, nodes.values(), self.concurrency)))
         progress("starting containers")
-        parallel(lambda c: c.start(), [switch, *containers.values()])
+        parallel(lambda c: c.start(), [switch, *containers.values()], self.concurrency)
         pids = {}
         for name, container in containers.items():
             container.reload()
@@ -193,7 +196,9 @@ class DockerLab:
 
         progress("configuring router and servers")
         results = parallel(
-            lambda name: self.exec(name, f"sh {CONF_DIR}/setup.sh", container=containers[name]), containers
+            lambda name: self.exec(name, f"sh {CONF_DIR}/setup.sh", container=containers[name]),
+            containers,
+            self.concurrency,
         )
         for result in results:
             if not result.succeeded:
