@@ -32,10 +32,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from lab.credentials import LabSecrets  # noqa: E402
 from lab.images import image_tag  # noqa: E402
-from lab.nodes import build_lab  # noqa: E402
-from lab.orchestrate import Session, new_session  # noqa: E402
+from lab.orchestrate import Session, new_session, plan_for  # noqa: E402
 from lab.runtime.lab import DockerLab, this_owner  # noqa: E402
 from lab.topology import load_topology  # noqa: E402
 
@@ -70,7 +68,7 @@ def lab_cycle(session: Session) -> tuple[float, float]:
     topology = load_topology(TOPOLOGY).model_copy(update={"name": "bench-lab"})
     lab = DockerLab(session.client, topology.name)
     lab.down()
-    spec = build_lab(topology, LabSecrets(topology.name), session.environment())
+    spec = plan_for(session, topology)
     up = timed(lambda: lab.up(spec, owner=this_owner("run"), source=str(TOPOLOGY)))
     down = timed(lab.down)
     return up, down
@@ -84,7 +82,7 @@ def bench_runtime(kind: str, runs: int) -> dict[str, list[float]]:
             session.open_runtime(kind)
             if session.runtime.guest is not None:
                 figures["guest boot"].append(session.runtime.timings["guest_boot"])
-            session.features()  # the probe, outside the measured figures
+            session.capabilities()  # the probe, outside the measured figures
             figures["container start"].append(container_start(session))
             up, down = lab_cycle(session)
             figures["lab up"].append(up)

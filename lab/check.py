@@ -8,52 +8,52 @@ a reason built from the router's counters and conntrack and the client's logs.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
-from lab.credentials import LabSecrets
+from lab.capabilities import Capabilities
 from lab.evidence import RuleHit, conntrack_lines, drops_for, flow_entries, router_evidence_command, rule_hits
 from lab.protocols import PROTOCOLS
-from lab.protocols.base import Environment, Flow, TunnelContext
+from lab.protocols.base import Flow, TunnelContext
 from lab.results import TunnelResult
 from lab.runtime.lab import DockerLab, parallel
-from lab.topology.addressing import plan_addresses
-from lab.topology.model import Topology
 from lab.tunnels import parse_sections, sections_command, tunnel_dir
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lab.plan import LabPlan
 
 
 def check_tunnels(
     lab: DockerLab,
-    topology: Topology,
-    skip: dict[int, str] | None = None,
+    plan: LabPlan,
+    capabilities: Capabilities,
     only: list[int] | None = None,
-    environment: Environment | None = None,
-    notes: dict[str, str] | None = None,
     concurrency: int = 8,
 ) -> list[TunnelResult]:
-    """Check every tunnel (or those in ``only``); ``skip`` maps an index to why it cannot run here.
+    """Check every tunnel of the plan (or those in ``only``); what the engine's kernel cannot
+    run is skipped with the missing feature named, and recommended features it lacks are noted.
 
     At most ``concurrency`` tunnels start at once: each deadline runs from its own
     start, and a one-CPU User-Mode Linux guest starting eight tunnels' daemons
     together starves the slowest handshakes past their deadlines.
     """
-    skip = skip or {}
-    plan = plan_addresses(topology)
-    secrets = LabSecrets(topology.name)  # check scripts need no secrets; contexts want one
+    skip = capabilities.skips(plan.topology)
+    notes = capabilities.notes(plan.topology)
 
     def one(index: int) -> TunnelResult:
-        ctx = TunnelContext(topology, plan, topology.tunnels[index], secrets, environment or Environment())
+        ctx = plan.tunnels[index]
         if index in skip:
             t = ctx.tunnel
             return TunnelResult(t.client, t.server, t.protocol, t.expect, "skipped", skip[index], 0.0, {})
-        result = check_tunnel(lab, ctx)
-        note = (notes or {}).get(ctx.tunnel.protocol)
+        result = check_tunnel(lab, ctx, plan.router.name)
+        note = notes.get(ctx.tunnel.protocol)
         if note:
             result.reason += f"; {note}"
         return result
 
-    return parallel(one, only if only is not None else range(len(topology.tunnels)), limit=concurrency)
+    return parallel(one, only if only is not None else range(len(plan.tunnels)), limit=concurrency)
 
 
-def check_tunnel(lab: DockerLab, ctx: TunnelContext) -> TunnelResult:
+def check_tunnel(lab: DockerLab, ctx: TunnelContext, router: str) -> TunnelResult:
     tunnel = ctx.tunnel
     proto = PROTOCOLS[tunnel.protocol]
     started = time.monotonic()
@@ -62,7 +62,7 @@ def check_tunnel(lab: DockerLab, ctx: TunnelContext) -> TunnelResult:
     observed, millis, detail = parse_result(run.output, run.exit_code)
 
     client_text = lab.exec(tunnel.client, f"sh {tunnel_dir(ctx)}/evidence.sh").output
-    router_text = lab.exec("router", router_evidence_command(str(ctx.client_lan), str(ctx.server_wan))).output
+    router_text = lab.exec(router, router_evidence_command(str(ctx.client_lan), str(ctx.server_wan))).output
     server_text = lab.exec(tunnel.server, sections_command(proto.server_evidence(ctx))).output
 
     client = parse_sections(client_text)

@@ -135,7 +135,7 @@ def up(topology: Path, runtime: str) -> None:
     lab_session = session()
     try:
         chosen = lab_session.open_runtime(runtime, model)
-        orchestrate.up(lab_session, model, source=str(topology))
+        orchestrate.up(lab_session, orchestrate.plan_for(lab_session, model), source=str(topology))
     except BaseException:
         lab_session.close()
         raise

@@ -1,4 +1,4 @@
-"""From a topology to the nodes the runtime must create: pure data, no Docker.
+"""From a lab plan to the nodes the runtime must create: pure data, no Docker.
 
 Each NodeSpec says what container to make (image role, capabilities,
 devices, sysctls), how it is wired (links to the lab's LAN or WAN switch),
@@ -9,15 +9,16 @@ render these without any engine.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from lab.credentials import LabSecrets
 from lab.protocols import PROTOCOLS
-from lab.protocols.base import CONF_DIR, LOG_DIR, RUN_DIR, Environment, NodeFile, ServerContext, TunnelContext
+from lab.protocols.base import CONF_DIR, LOG_DIR, RUN_DIR, Environment, NodeFile, ServerContext
 from lab.render import render
-from lab.router.rules import LAN_IF, WAN_IF, plan_router, render_ruleset
+from lab.router.rules import render_ruleset
 from lab.tunnels import tunnel_files
-from lab.topology.addressing import AddressPlan, plan_addresses
-from lab.topology.model import Topology
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lab.plan import LabPlan
 
 # Docker's default set minus what no lab node uses.
 DROPPED_CAPS = ["MKNOD", "AUDIT_WRITE", "SETFCAP", "SYS_CHROOT"]
@@ -48,22 +49,6 @@ class NodeSpec:
         return render("common/setup.sh.j2", node=self, log_dir=LOG_DIR, run_dir=RUN_DIR)
 
 
-@dataclass
-class LabSpec:
-    topology: Topology
-    plan: AddressPlan
-    nodes: list[NodeSpec]
-
-    def node(self, name: str) -> NodeSpec:
-        return next(n for n in self.nodes if n.name == name)
-
-
-def tunnel_context(
-    topology: Topology, plan: AddressPlan, index: int, secrets: LabSecrets, environment: Environment
-) -> TunnelContext:
-    return TunnelContext(topology, plan, topology.tunnels[index], secrets, environment)
-
-
 def _devices(protocols: set[str], environment: Environment) -> list[str]:
     devices = [TUN]
     if environment.ppp and any(PROTOCOLS[p].needs_ppp for p in protocols):
@@ -71,52 +56,51 @@ def _devices(protocols: set[str], environment: Environment) -> list[str]:
     return devices
 
 
-def build_lab(topology: Topology, secrets: LabSecrets, environment: Environment | None = None) -> LabSpec:
-    environment = environment or Environment()
-    plan = plan_addresses(topology)
-    prefix_lan, prefix_wan = plan.lan.prefixlen, plan.wan.prefixlen
-    router_plan = plan_router(topology, plan)
-    router = NodeSpec(
-        name="router",
+def router_node(plan: LabPlan) -> NodeSpec:
+    router, addresses = plan.router, plan.addresses
+    return NodeSpec(
+        name=router.name,
         role="router",
         links=[
-            Link("lan", LAN_IF, f"{plan.router_lan}/{prefix_lan}"),
-            Link("wan", WAN_IF, f"{plan.router_wan}/{prefix_wan}"),
+            Link("lan", router.lan_if, f"{addresses.router_lan}/{addresses.lan.prefixlen}"),
+            Link("wan", router.wan_if, f"{addresses.router_wan}/{addresses.wan.prefixlen}"),
         ],
-        sysctls=router_plan.sysctls,
-        files=[NodeFile(f"{CONF_DIR}/rules.v4", render_ruleset(router_plan))],
+        sysctls=dict(router.sysctls),
+        files=[NodeFile(f"{CONF_DIR}/rules.v4", render_ruleset(router))],
         setup=[f"vpnlab_iptables_restore {CONF_DIR}/rules.v4"],
     )
-    nodes = [router]
-    for server in topology.servers:
-        ctx = ServerContext(topology, plan, server.name, secrets, environment)
-        node = NodeSpec(
-            name=server.name,
-            role="server",
-            links=[Link("wan", "eth0", f"{plan.servers[server.name]}/{prefix_wan}")],
-            devices=_devices(set(server.protocols), environment),
-        )
-        for proto_name in server.protocols:
-            proto = PROTOCOLS[proto_name]
-            node.files += proto.server_files(ctx)
-            node.setup += proto.server_start(ctx)
-        nodes.append(node)
-    for client in topology.clients:
-        node = NodeSpec(
-            name=client.name,
-            role="client",
-            links=[Link("lan", "eth0", f"{plan.clients[client.name]}/{prefix_lan}")],
-            routes=[f"default via {plan.router_lan} dev eth0"],
-            devices=_devices({t.protocol for t in topology.tunnels if t.client == client.name}, environment),
-        )
-        for i, tunnel in enumerate(topology.tunnels):
-            if tunnel.client == client.name:
-                ctx = tunnel_context(topology, plan, i, secrets, environment)
-                node.files += PROTOCOLS[tunnel.protocol].client_files(ctx) + tunnel_files(ctx)
-        nodes.append(node)
-    for node in nodes:
-        node.files = _dedupe(node.files)
-    return LabSpec(topology, plan, nodes)
+
+
+def server_node(plan: LabPlan, name: str) -> NodeSpec:
+    server = plan.topology.server(name)
+    ctx = ServerContext(plan.topology, plan.addresses, name, plan.secrets, plan.environment)
+    node = NodeSpec(
+        name=name,
+        role="server",
+        links=[Link("wan", "eth0", f"{plan.addresses.servers[name]}/{plan.addresses.wan.prefixlen}")],
+        devices=_devices(set(server.protocols), plan.environment),
+    )
+    for proto_name in server.protocols:
+        proto = PROTOCOLS[proto_name]
+        node.files += proto.server_files(ctx)
+        node.setup += proto.server_start(ctx)
+    node.files = _dedupe(node.files)
+    return node
+
+
+def client_node(plan: LabPlan, name: str) -> NodeSpec:
+    tunnels = plan.tunnels_of(name)
+    node = NodeSpec(
+        name=name,
+        role="client",
+        links=[Link("lan", "eth0", f"{plan.addresses.clients[name]}/{plan.addresses.lan.prefixlen}")],
+        routes=[f"default via {plan.addresses.router_lan} dev eth0"],
+        devices=_devices({ctx.tunnel.protocol for ctx in tunnels}, plan.environment),
+    )
+    for ctx in tunnels:
+        node.files += PROTOCOLS[ctx.tunnel.protocol].client_files(ctx) + tunnel_files(ctx)
+    node.files = _dedupe(node.files)
+    return node
 
 
 def _dedupe(files: list[NodeFile]) -> list[NodeFile]:

@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 import docker
 from rich.console import Console
 
+from lab.capabilities import Capabilities
 from lab.check import check_tunnels
 from lab.credentials import LabSecrets
 from lab.errors import LabNotFound
 from lab.images import ensure_images, image_tag, missing_images
-from lab.kernel import KernelFeatures, ProtocolSupport, check_protocol, probe_engine_kernel
-from lab.nodes import build_lab
-from lab.protocols.base import Environment
-from lab.results import RunResult
+from lab.kernel import probe_engine_kernel
+from lab.plan import LabPlan, plan_lab
+from lab.results import RunResult, TunnelResult
 from lab.runtime.engine import connect
 from lab.runtime.image_sync import sync_images
 from lab.runtime.lab import DockerLab, holds_labs, this_owner
@@ -33,17 +33,22 @@ from lab.topology.model import Topology
 
 @dataclass
 class Session:
-    """The host engine (images are built there), the chosen runtime and what its kernel can do."""
+    """The engines one command uses: the host's (images are built there) and the chosen runtime's,
+    with what each engine's kernel offers (probed once per engine)."""
 
     host: docker.DockerClient
     console: Console | None = None
     runtime: Runtime | None = None
-    _features: dict[int, KernelFeatures] = field(default_factory=dict, init=False)
+    _capabilities: dict[int, Capabilities] = field(default_factory=dict, init=False)
     _images_ready: bool = field(default=False, init=False)
 
     @property
     def client(self) -> docker.DockerClient:
         return self.runtime.client if self.runtime else self.host
+
+    @property
+    def concurrency(self) -> int:
+        return self.runtime.concurrency if self.runtime else 8
 
     def say(self, text: str) -> None:
         if self.console is not None:
@@ -57,58 +62,16 @@ class Session:
         ensure_images(self.host, console=self.console)
         self._images_ready = True
 
-    def features(self, client: docker.DockerClient | None = None) -> KernelFeatures:
+    def capabilities(self, client: docker.DockerClient | None = None) -> Capabilities:
+        """What the kernel under ``client``'s engine (default: the runtime's) offers; probed once."""
         client = client or self.client
-        if id(client) not in self._features:
-            self._features[id(client)] = probe_engine_kernel(client, image_tag("client"))
-        return self._features[id(client)]
+        if id(client) not in self._capabilities:
+            self._capabilities[id(client)] = Capabilities(probe_engine_kernel(client, image_tag("client")))
+        return self._capabilities[id(client)]
 
-    def environment(self) -> Environment:
-        features = self.features()
-        return Environment(
-            ppp=features.available("ppp") is True,
-            esp=features.available("esp") is True,
-            wireguard=features.available("wireguard") is True,
-        )
-
-    def support(
-        self, topology: Topology, client: docker.DockerClient | None = None
-    ) -> dict[str, tuple[str, ProtocolSupport]]:
-        """Per protocol of the topology: (kernel release, what this engine's kernel offers it)."""
-        features = self.features(client)
-        return {p: (features.release, check_protocol(p, features)) for p in {t.protocol for t in topology.tunnels}}
-
-    def missing_features(self, topology: Topology, client: docker.DockerClient | None = None) -> dict[str, list[str]]:
-        return {p: support.missing for p, (_, support) in self.support(topology, client).items()}
-
-    def skips(self, topology: Topology) -> dict[int, str]:
-        """Tunnels this runtime's kernel cannot run, with the missing feature named."""
-        support = self.support(topology)
-        return {
-            i: f"kernel {support[t.protocol][0]} lacks " + "; ".join(support[t.protocol][1].missing)
-            for i, t in enumerate(topology.tunnels)
-            if support[t.protocol][1].runnable is False
-        }
-
-    def check(self, lab: DockerLab, topology: Topology, only: list[int] | None = None) -> list:
-        """Check a lab's tunnels on this session's runtime, with its kernel's skips and notes."""
-        return check_tunnels(
-            lab,
-            topology,
-            self.skips(topology),
-            only=only,
-            environment=self.environment(),
-            notes=self.notes(topology),
-            concurrency=self.runtime.concurrency if self.runtime else 8,
-        )
-
-    def notes(self, topology: Topology) -> dict[str, str]:
-        """Per protocol: what this kernel lacks that is recommended (said in every result of it)."""
-        return {
-            p: "; ".join(f"kernel {release} lacks {m}" for m in support.recommended_missing)
-            for p, (release, support) in self.support(topology).items()
-            if support.recommended_missing
-        }
+    def missing_on_host(self, topology: Topology) -> dict[str, list[str]]:
+        """Per protocol of the topology, what the host's kernel lacks for it."""
+        return self.capabilities(self.host).missing(t.protocol for t in topology.tunnels)
 
     def open_runtime(self, choice: str, topology: Topology | None = None) -> Runtime:
         """Choose and start the runtime (docker, uml or auto) for this session."""
@@ -120,7 +83,7 @@ class Session:
         elif choice == "uml":
             self.runtime = uml_runtime("requested: a User-Mode Linux guest's engine", self.say)
         else:
-            needs_full, why = auto_reason(self.missing_features(topology, self.host) if topology else {})
+            needs_full, why = auto_reason(self.missing_on_host(topology) if topology else {})
             usable, uml_why = uml_available()
             if needs_full and usable:
                 self.runtime = uml_runtime(f"auto: {why}", self.say)
@@ -143,16 +106,25 @@ def new_session(console: Console | None = None) -> Session:
     return Session(connect(), console=console)
 
 
-def up(session: Session, topology: Topology, *, source: str, mode: str = "up",
+def plan_for(session: Session, topology: Topology) -> LabPlan:
+    """The lab's one plan, for the kernel under the session's runtime, with fresh secrets."""
+    return plan_lab(topology, session.capabilities().environment, LabSecrets(topology.name))
+
+
+def up(session: Session, plan: LabPlan, *, source: str, mode: str = "up",
        progress: Callable[[str], None] | None = None) -> DockerLab:
-    lab = DockerLab(session.client, topology.name, session.runtime.concurrency if session.runtime else 8)
+    lab = DockerLab(session.client, plan.name, session.concurrency)
     owner = this_owner(mode)
-    if lab.prepare(topology, owner):
-        session.say(f"lab '{topology.name}' is already up")
+    if lab.prepare(plan.topology, owner):
+        session.say(f"lab '{plan.name}' is already up")
         return lab
-    spec = build_lab(topology, LabSecrets(topology.name), session.environment())
-    lab.up(spec, owner=owner, source=source, progress=progress or session.say)
+    lab.up(plan, owner=owner, source=source, progress=progress or session.say)
     return lab
+
+
+def check_plan(session: Session, lab: DockerLab, plan: LabPlan, only: list[int] | None = None) -> list[TunnelResult]:
+    """Check a lab's tunnels (all, or those in ``only``) on the session's runtime."""
+    return check_tunnels(lab, plan, session.capabilities(), only=only, concurrency=session.concurrency)
 
 
 def run(session: Session, topology: Topology, *, source: str, runtime: str = "auto", keep: bool = False) -> RunResult:
@@ -161,14 +133,14 @@ def run(session: Session, topology: Topology, *, source: str, runtime: str = "au
     lab = None
     try:
         chosen = session.open_runtime(runtime, topology)
-        skips = session.skips(topology)
+        plan = plan_for(session, topology)
         timings.update(chosen.timings)
         timings["prepare"] = round(time.monotonic() - started, 2)
         t0 = time.monotonic()
-        lab = up(session, topology, source=source, mode="run" if not keep else "up")
+        lab = up(session, plan, source=source, mode="run" if not keep else "up")
         timings["up"] = round(time.monotonic() - t0, 2)
         t0 = time.monotonic()
-        results = session.check(lab, topology)
+        results = check_plan(session, lab, plan)
         timings["check"] = round(time.monotonic() - t0, 2)
         result = RunResult(topology.name, chosen.kind, chosen.reason, chosen.kernel, results)
     finally:
@@ -209,10 +181,13 @@ def find_lab(session: Session, name: str, where: str = "auto") -> tuple[Engine, 
 
 
 def check(session: Session, name: str, where: str = "auto") -> RunResult:
+    """Check a running lab again, from a plan made from the topology kept in its router."""
     engine, lab = find_lab(session, name, where)
     runtime = Runtime(engine.kind, engine.client, "where the lab runs")
     on_engine = Session(session.host, session.console, runtime)
-    results = on_engine.check(lab, lab.topology())
+    topology = lab.topology()
+    plan = plan_lab(topology, on_engine.capabilities().environment)  # checking renders no secrets
+    results = check_plan(on_engine, lab, plan)
     return RunResult(name, runtime.kind, runtime.reason, runtime.kernel, results)
 
 

@@ -17,7 +17,7 @@ import json
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
@@ -29,13 +29,17 @@ from lab.runtime.engine import container_name
 from lab.runtime.lab import DockerLab, ExecResult
 from lab.topology import Topology, load_topology, parse_topology
 
+if TYPE_CHECKING:  # pragma: no cover
+    from lab.plan import LabPlan
+
 
 class RunningLab:
     """A lab that is up, as the tests see it."""
 
-    def __init__(self, lab: DockerLab, topology: Topology, session: Any):
+    def __init__(self, lab: DockerLab, plan: LabPlan, session: Any):
         self.lab = lab
-        self.topology = topology
+        self.plan = plan
+        self.topology = plan.topology
         self.session = session
         self._results: dict[int, TunnelResult] = {}
 
@@ -66,7 +70,9 @@ class RunningLab:
         indices = list(only if only is not None else range(len(self.topology.tunnels)))
         wanted = [i for i in indices if i not in self._results]
         if wanted:
-            for i, result in zip(wanted, self.session.check(self.lab, self.topology, only=wanted)):
+            from lab.orchestrate import check_plan
+
+            for i, result in zip(wanted, check_plan(self.session, self.lab, self.plan, only=wanted)):
                 self._results[i] = result
         return [self._results[i] for i in indices]
 
@@ -178,7 +184,7 @@ class Runtimes:
         return self.uml() if kind == "uml" else self.host
 
     def for_topology(self, topology: Topology) -> Any:
-        lacking = any(self.host.missing_features(topology, self.host.host).values()) if self.choice == "auto" else False
+        lacking = any(self.host.missing_on_host(topology).values()) if self.choice == "auto" else False
         return self.for_features(lacking)
 
     def close(self, keep: bool) -> None:
@@ -251,11 +257,12 @@ def lab_from(
     model, source = _load(request, topology)
     session = runtimes.session(runtime) if runtime else runtimes.for_topology(model)
     try:
-        lab = orchestrate.up(session, model, source=source, mode="run")
+        plan = orchestrate.plan_for(session, model)
+        lab = orchestrate.up(session, plan, source=source, mode="run")
     except VpnlabError as exc:
         pytest.fail(str(exc), pytrace=False)
     try:
-        running = RunningLab(lab, model, session)
+        running = RunningLab(lab, plan, session)
         if check_all:
             running.check_all()
         yield running
@@ -324,10 +331,10 @@ def _vpnlab_requires_kernel(request: pytest.FixtureRequest) -> None:
     from lab.kernel import FEATURE_LABELS
 
     runtimes: Runtimes = request.getfixturevalue("vpnlab_runtimes")
-    host_features = runtimes.host.features(runtimes.host.host)
+    host_features = runtimes.host.capabilities(runtimes.host.host).features
     lacking_on_host = any(host_features.available(f) is not True for f in marker.args)
     session = runtimes.for_features(lacking_on_host)
-    features = session.features()
+    features = session.capabilities().features
     missing = [f for f in marker.args if features.available(f) is not True]
     if missing:
         names = ", ".join(FEATURE_LABELS.get(f, f) for f in missing)

@@ -13,6 +13,7 @@ from lab.router.helpers import CONNTRACK_SYSCTLS, HELPERS, PASSTHROUGH_FLOWS, He
 from lab.topology.addressing import AddressPlan
 from lab.topology.model import Topology
 
+ROUTER_NODE = "router"  # the node name (topologies reserve it)
 LAN_IF = "lan0"
 WAN_IF = "wan0"
 COMMENT_PREFIX = "vpnlab:"
@@ -37,6 +38,8 @@ class DropRule:
 
 @dataclass(frozen=True)
 class RouterPlan:
+    """The router node as the lab builds it: its name, interfaces, NAT, helpers, drops, sysctls."""
+
     nat: str
     lan_if: str
     wan_if: str
@@ -44,6 +47,7 @@ class RouterPlan:
     helpers: list[HelperFlow]
     drops: list[DropRule]
     sysctls: dict[str, str] = field(default_factory=dict)
+    name: str = ROUTER_NODE
 
 
 def plan_router(topology: Topology, plan: AddressPlan) -> RouterPlan:

@@ -14,7 +14,7 @@ import socket
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import docker
 import docker.errors
@@ -23,7 +23,7 @@ from docker.models.containers import Container
 from lab import __version__
 from lab.errors import LabExistsError, LabNotFound, LabRuntimeError, NodeNotFound, VpnlabError
 from lab.images import image_tag
-from lab.nodes import DROPPED_CAPS, LabSpec, NodeSpec
+from lab.nodes import DROPPED_CAPS, NodeSpec
 from lab.protocols.base import CONF_DIR, NodeFile
 from lab.runtime.engine import (
     LABEL_HASH,
@@ -39,6 +39,9 @@ from lab.runtime.engine import (
 from lab.runtime.files import copy_files, read_file
 from lab.runtime.wiring import plan_ports, wiring_script
 from lab.topology.model import Topology
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lab.plan import LabPlan
 
 T = TypeVar("T")
 SWITCH = "switch"
@@ -120,8 +123,13 @@ class DockerLab:
         return found[0]
 
     def topology(self) -> Topology:
-        """The topology a running lab was made from (kept inside its router)."""
-        return Topology.model_validate_json(read_file(self.container("router"), TOPOLOGY_FILE))
+        """The topology a running lab was made from (kept inside its router node, found by role)."""
+        found = self.client.containers.list(
+            all=True, filters={"label": [f"{LABEL_LAB}={self.name}", f"{LABEL_ROLE}=router"]}
+        )
+        if not found:
+            raise LabNotFound(self.name)
+        return Topology.model_validate_json(read_file(found[0], TOPOLOGY_FILE))
 
     # --- exec ---------------------------------------------------------------
 
@@ -152,7 +160,7 @@ class DockerLab:
         self.down()  # stale: left by a killed run or half made
         return False
 
-    def up(self, spec: LabSpec, *, owner: str, source: str, progress: Callable[[str], None] = lambda _: None) -> None:
+    def up(self, spec: LabPlan, *, owner: str, source: str, progress: Callable[[str], None] = lambda _: None) -> None:
         """Create, wire and set up every node; on any failure remove all of it."""
         try:
             self._up(spec, owner=owner, source=source, progress=progress)
@@ -160,7 +168,7 @@ class DockerLab:
             self.down()
             raise
 
-    def _up(self, spec: LabSpec, *, owner: str, source: str, progress: Callable[[str], None]) -> None:
+    def _up(self, spec: LabPlan, *, owner: str, source: str, progress: Callable[[str], None]) -> None:
         base_labels = {
             LABEL_LAB: self.name,
             LABEL_HASH: topology_hash(spec.topology),

@@ -40,7 +40,7 @@ def blocked_lab(request: pytest.FixtureRequest, vpnlab_runtimes: Runtimes) -> It
 
 
 def _kernel_esp(lab: RunningLab) -> bool:
-    return lab.session.environment().esp
+    return lab.plan.environment.esp
 
 
 def test_ikev2_up_through_nat_with_nat_t_and_backend(nat_lab: RunningLab) -> None:

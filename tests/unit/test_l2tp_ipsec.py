@@ -3,7 +3,7 @@ reads the evidence. test_rendering covers every node file of its topologies as g
 
 from __future__ import annotations
 
-from lab.nodes import build_lab
+from lab.plan import plan_lab
 from lab.protocols import PROTOCOLS, strongswan
 from lab.protocols.base import Environment
 from lab.protocols.l2tp_ipsec import DROP_COMMENT, esp_packets, ikev1_failure_facts, shared_nat_facts
@@ -17,7 +17,7 @@ KERNEL = Environment(esp=True, ppp=True)
 
 def node(name: str):
     topology = load_topology(TOPOLOGY)
-    return build_lab(topology, FixedSecrets(topology.name), KERNEL).node(name)
+    return plan_lab(topology, KERNEL, FixedSecrets(topology.name)).node(name)
 
 
 def files(name: str) -> dict[str, str]:

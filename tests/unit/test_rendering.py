@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.nodes import build_lab
+from lab.plan import plan_lab
 from lab.runtime.wiring import plan_ports, wiring_script
 from lab.topology import load_topology
 
@@ -28,7 +28,7 @@ def node_cases() -> list[tuple[Path, str]]:
 
 def render_node(path: Path, node_name: str) -> str:
     topology = load_topology(path)
-    node = build_lab(topology, FixedSecrets(topology.name)).node(node_name)
+    node = plan_lab(topology, secrets=FixedSecrets(topology.name)).node(node_name)
     parts = [
         f"# node {node.name} ({node.role})",
         f"# caps +{','.join(node.cap_add)} devices {','.join(node.devices) or '-'}",
@@ -52,14 +52,14 @@ def test_node_files_match_golden(path: Path, node: str) -> None:
 @pytest.mark.parametrize("path", TOPOLOGIES, ids=lambda p: p.stem)
 def test_wiring_matches_golden(path: Path) -> None:
     topology = load_topology(path)
-    spec = build_lab(topology, FixedSecrets(topology.name))
+    spec = plan_lab(topology, secrets=FixedSecrets(topology.name))
     pids = {node.name: 1000 + i for i, node in enumerate(spec.nodes)}
     compare_golden(GOLDEN / path.stem / "wiring.sh", wiring_script(plan_ports(spec.nodes, pids)))
 
 
 def test_router_rules_follow_the_switches() -> None:
     topology = load_topology(HERE / "topologies" / "valid" / "locked-down.yml")
-    rules = next(f for f in build_lab(topology, FixedSecrets("x")).node("router").files if f.path.endswith("rules.v4"))
+    rules = next(f for f in plan_lab(topology, secrets=FixedSecrets("x")).node("router").files if f.path.endswith("rules.v4"))
     text = rules.content
     assert "-j CT --helper" not in text
     for expected in ("-p gre -m comment", "-p udp --dport 1701", "-p udp --dport 500", "-p udp --dport 4500",
@@ -70,7 +70,7 @@ def test_router_rules_follow_the_switches() -> None:
 
 def test_helper_rule_attaches_pptp() -> None:
     topology = load_topology(HERE.parent.parent / "topologies" / "home-office.yml")
-    router = build_lab(topology, FixedSecrets("x")).node("router")
+    router = plan_lab(topology, secrets=FixedSecrets("x")).node("router")
     rules = next(f for f in router.files if f.path.endswith("rules.v4")).content
     assert "-A PREROUTING -i lan0 -p tcp --dport 1723" in rules and "-j CT --helper pptp" in rules
     assert router.sysctls["net.netfilter.nf_conntrack_udp_timeout"] == "30"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lab.nodes import build_lab
+from lab.plan import plan_lab
 from lab.protocols import strongswan
 from lab.protocols.base import Environment
 from lab.topology import load_topology
@@ -18,7 +18,7 @@ LIBIPSEC = Environment(esp=False)
 
 def node(name: str, environment: Environment):
     topology = load_topology(IPSEC)
-    return build_lab(topology, FixedSecrets(topology.name), environment).node(name)
+    return plan_lab(topology, environment, FixedSecrets(topology.name)).node(name)
 
 
 def files(name: str, environment: Environment) -> dict[str, str]:
