@@ -19,6 +19,7 @@ import tarfile
 import time
 import zipfile
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,7 +85,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def report_timings(installed: Installed) -> None:
+def report_timings(installed: Installed) -> Iterator[None]:
     yield
     print("\nwheel test timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in installed.timings.items()))
 
