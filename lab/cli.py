@@ -256,6 +256,33 @@ def exec(lab_name: str | None, node: str, command: tuple[str, ...], runtime: str
 
 
 @main.command()
+@click.option("--dry-run", is_flag=True, help="Say what would be installed and started; change nothing.")
+@friendly
+def setup(dry_run: bool) -> None:
+    """Prepare this machine: system packages (Docker engine, debootstrap, User-Mode Linux...) and a running engine.
+
+    Idempotent, never asks anything: runs as root, or through password-less sudo.
+    """
+    from lab.setup import run_setup
+
+    sys.exit(run_setup(dry_run=dry_run))
+
+
+@main.command("init")
+@click.argument("directory", required=False, default=".", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--name", help="The starter topology's name (default: from the folder's name).")
+@click.option("--force", is_flag=True, help="Overwrite files that already exist.")
+@friendly
+def init_command(directory: Path, name: str | None, force: bool) -> None:
+    """Write a starter project: a topology, a pytest file, the test dependency and a CI workflow."""
+    from lab.init_project import write_project
+
+    for path in write_project(directory, name=name, force=force):
+        console.print(f"wrote {path}")
+    console.print(f"next: 'vpnlab setup' (once per machine), then 'python -m pytest tests/test_vpn.py' in {directory}")
+
+
+@main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--host-only", is_flag=True, help="Skip the User-Mode Linux runtime (which boots a guest to probe it).")
 @friendly

@@ -38,6 +38,7 @@ ClientFactory = Callable[[], "docker.DockerClient"]
 REQUIRED_IMAGES = [spec.tag for spec in IMAGES]
 PROBE_IMAGE = "vpnlab/base:latest"
 PROBE_IMAGE_FALLBACKS = ["vpnlab/debian:bookworm", "debian:bookworm-slim"]
+SETUP_HINT = "hint: 'vpnlab setup' installs and starts the Docker engine and the tools vpnlab needs"
 DOCTOR_PROTOCOLS = ("wireguard", "openvpn-udp", "openvpn-tcp", "pptp", "l2tp", "l2tp-ipsec", "ikev2")
 
 
@@ -201,6 +202,7 @@ def render(report: DoctorReport, console: Console) -> None:
         console.print(eng)
         if not rt.engine.reachable:
             console.print(f"[yellow]{escape(rt.skipped or '')}: images and kernel not checked[/]")
+            console.print(f"[yellow]{SETUP_HINT}[/]")
             continue
 
         imgs = Table(title=f"{escape(rt.name)}: images", title_justify="left")
@@ -210,6 +212,8 @@ def render(report: DoctorReport, console: Console) -> None:
         for i in rt.images:
             imgs.add_row(i.ref, _MARK[i.present], escape(i.image_id or i.error))
         console.print(imgs)
+        if not all(i.present for i in rt.images):
+            console.print("[yellow]hint: 'vpnlab images build' builds the missing images[/]")
 
         if rt.kernel is None:
             console.print(f"[yellow]{escape(rt.skipped or 'kernel not probed')}[/]")

@@ -61,7 +61,7 @@ class DockerUnavailable(PrerequisiteError):
         super().__init__(
             "docker engine",
             f"not reachable ({detail})",
-            hint="install and start one (see README: ci/quickstart.sh does both), "
+            hint="'vpnlab setup' installs and starts one ('vpnlab setup --dry-run' says what it would do), "
             "or set DOCKER_HOST",
         )
 

@@ -32,7 +32,6 @@ from rich.table import Table
 
 from lab.errors import DockerUnavailable, ImageError, PrerequisiteError
 
-IMAGES_DIR = Path(os.environ.get("VPNLAB_IMAGES_DIR") or Path(__file__).resolve().parent.parent / "images")
 
 HASH_LABEL = "vpnlab.context-hash"
 UPSTREAM_BASE = "debian:bookworm-slim"
@@ -45,7 +44,7 @@ LOG_TAIL = 30  # build-log lines quoted in an ImageError
 
 @dataclass(frozen=True)
 class ImageSpec:
-    name: str  # folder under IMAGES_DIR
+    name: str  # folder under images_dir()
     parent: str | None  # name of the spec it is built FROM; None = the chosen Debian base
     build_arg: str  # Dockerfile ARG that receives the parent image
 
@@ -77,9 +76,14 @@ class BuildResult:
 
 
 def images_dir() -> Path:
-    """The images/ folder; ``VPNLAB_IMAGES_DIR`` overrides it at call time."""
-    override = os.environ.get("VPNLAB_IMAGES_DIR")
-    return Path(override) if override else IMAGES_DIR
+    """The image build folders, as shipped in the package; ``VPNLAB_IMAGES_DIR`` overrides it at call time.
+
+    The content hash covers relative paths and bytes only, so the same files
+    hash the same from a checkout, an editable install or a wheel.
+    """
+    from lab.resources import images_dir as shipped_images_dir
+
+    return shipped_images_dir()
 
 
 def image_tag(role: str) -> str:
@@ -266,7 +270,7 @@ def ensure_images(
             context = spec.context()
             if not (context / "Dockerfile").is_file():
                 raise ImageError(
-                    spec.tag, f"no Dockerfile in {context}", hint="set VPNLAB_IMAGES_DIR to the repo's images/ folder"
+                    spec.tag, f"no Dockerfile in {context}", hint="reinstall vpnlab (its wheel ships the Dockerfiles), or set VPNLAB_IMAGES_DIR to a folder holding base/, router/, client/, server/"
                 )
             wanted = context_hash(context, parent.id)
             existing = _image(client, spec.tag)

@@ -5,13 +5,19 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from lab import __version__
 from lab.results import RunResult
 
 STYLE = {"up": "green", "down": "yellow", "skipped": "blue", "error": "red"}
 
 
 def tunnel_table(result: RunResult) -> Table:
-    table = Table(title=f"lab {result.name}: runtime {result.runtime}, kernel {result.kernel}", title_justify="left")
+    table = Table(
+        title=f"lab {result.name}: runtime {result.runtime}, kernel {result.kernel}",
+        title_justify="left",
+        caption=f"vpnlab {__version__}",
+        caption_justify="right",
+    )
     table.add_column("tunnel", no_wrap=True)
     for column in ("expect", "observed", "", "seconds"):
         table.add_column(column, no_wrap=True)

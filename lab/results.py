@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from lab import __version__
+
 OBSERVED = ("up", "down", "skipped", "error")
 
 
@@ -46,6 +48,7 @@ class RunResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "version": __version__,  # of vpnlab, so a stored result says what produced it
             "name": self.name,
             "runtime": self.runtime,
             "runtime_reason": self.runtime_reason,
