@@ -10,7 +10,17 @@ from __future__ import annotations
 import time
 
 from lab.credentials import LabSecrets
-from lab.evidence import RuleHit, conntrack_lines, drops_for, flow_entries, router_evidence_command, rule_hits
+from lab.evidence import (
+    ConntrackEntry,
+    Evidence,
+    RouterEvidence,
+    RuleHit,
+    conntrack_lines,
+    drops_for,
+    flow_entries,
+    router_evidence_command,
+    rule_hits,
+)
 from lab.protocols import PROTOCOLS
 from lab.protocols.base import Environment, Flow, TunnelContext
 from lab.results import TunnelResult
@@ -79,13 +89,12 @@ def check_tunnel(lab: DockerLab, ctx: TunnelContext) -> TunnelResult:
         "server": server,
         "check_output": run.output.strip().splitlines()[-5:],
     }
-    readable = {
-        **client,
-        **{f"server {name}": text for name, text in server.items()},
-        "router conntrack": "\n".join(all_entries),
-        "router counters": "\n".join(f"{h.chain}: {h.comment}: {h.packets}" for h in all_hits),
-    }
-    reason = explain(observed, detail, proto.diagnose(readable), entries, hits, proto.flows, ctx)
+    seen = Evidence(
+        client=client,
+        server=server,
+        router=RouterEvidence(tuple(ConntrackEntry.parse(line) for line in all_entries), tuple(all_hits)),
+    )
+    reason = explain(observed, detail, proto.diagnose(seen), entries, hits, proto.flows, ctx)
     seconds = millis / 1000 if millis is not None else elapsed
     return TunnelResult(
         tunnel.client, tunnel.server, tunnel.protocol, tunnel.expect, observed, reason, round(seconds, 2), evidence
