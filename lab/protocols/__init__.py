@@ -110,9 +110,9 @@ def protocol_problems(protocol: object, others: list[Protocol]) -> list[str]:
     for other in others:
         if other.name == protocol.name:
             problems.append("the name is registered already")
-        elif isinstance(net, ipaddress.IPv4Network) and net.overlaps(other.tunnel_net):
+        if isinstance(net, ipaddress.IPv4Network) and net.overlaps(other.tunnel_net):
             problems.append(f"tunnel_net {net} overlaps {other.name}'s {other.tunnel_net}")
-        if other.name != protocol.name and other.interface_prefix == prefix:
+        if other.interface_prefix == prefix:
             problems.append(f"interface_prefix '{prefix}' is {other.name}'s")
     return problems
 
