@@ -11,7 +11,17 @@ import time
 from typing import TYPE_CHECKING
 
 from lab.capabilities import Capabilities
-from lab.evidence import RuleHit, conntrack_lines, drops_for, flow_entries, router_evidence_command, rule_hits
+from lab.evidence import (
+    ConntrackEntry,
+    Evidence,
+    RouterEvidence,
+    RuleHit,
+    conntrack_lines,
+    drops_for,
+    flow_entries,
+    router_evidence_command,
+    rule_hits,
+)
 from lab.protocols import PROTOCOLS
 from lab.protocols.base import Flow, TunnelContext
 from lab.results import TunnelResult
@@ -53,7 +63,7 @@ def check_tunnels(
     return parallel(one, only if only is not None else range(len(plan.tunnels)), limit=concurrency)
 
 
-def check_tunnel(lab: DockerLab, ctx: TunnelContext, router: str) -> TunnelResult:
+def check_tunnel(lab: DockerLab, ctx: TunnelContext, router_node: str) -> TunnelResult:
     tunnel = ctx.tunnel
     proto = PROTOCOLS[tunnel.protocol]
     started = time.monotonic()
@@ -62,7 +72,7 @@ def check_tunnel(lab: DockerLab, ctx: TunnelContext, router: str) -> TunnelResul
     observed, millis, detail = parse_result(run.output, run.exit_code)
 
     client_text = lab.exec(tunnel.client, f"sh {tunnel_dir(ctx)}/evidence.sh").output
-    router_text = lab.exec(router, router_evidence_command(str(ctx.client_lan), str(ctx.server_wan))).output
+    router_text = lab.exec(router_node, router_evidence_command(str(ctx.client_lan), str(ctx.server_wan))).output
     server_text = lab.exec(tunnel.server, sections_command(proto.server_evidence(ctx))).output
 
     client = parse_sections(client_text)
@@ -79,13 +89,12 @@ def check_tunnel(lab: DockerLab, ctx: TunnelContext, router: str) -> TunnelResul
         "server": server,
         "check_output": run.output.strip().splitlines()[-5:],
     }
-    readable = {
-        **client,
-        **{f"server {name}": text for name, text in server.items()},
-        "router conntrack": "\n".join(all_entries),
-        "router counters": "\n".join(f"{h.chain}: {h.comment}: {h.packets}" for h in all_hits),
-    }
-    reason = explain(observed, detail, proto.diagnose(readable), entries, hits, proto.flows, ctx)
+    seen = Evidence(
+        client=client,
+        server=server,
+        router=RouterEvidence(tuple(ConntrackEntry.parse(line) for line in all_entries), tuple(all_hits)),
+    )
+    reason = explain(observed, detail, proto.diagnose(seen), entries, hits, proto.flows, ctx)
     seconds = millis / 1000 if millis is not None else elapsed
     return TunnelResult(
         tunnel.client, tunnel.server, tunnel.protocol, tunnel.expect, observed, reason, round(seconds, 2), evidence

@@ -2,13 +2,13 @@
 
 Why: whether a VPN tunnel can come up depends first on the engine (reachable?),
 the lab images (built?) and the kernel the engine runs on (PPP, L2TP, ESP,
-WireGuard...). The doctor gathers all three per *runtime* — today the host's
-engine; later a User-Mode Linux guest's engine reported side by side — and
-names the exact missing feature for each protocol.
+WireGuard...). The doctor gathers all three per *runtime* — the host's engine
+and the User-Mode Linux guest's engine, reported side by side — and names the
+exact missing feature for every registered protocol (``lab.protocols.PROTOCOLS``).
 
 CLI wiring::
 
-    report = run_doctor(docker.from_env)
+    report = run_doctor(docker.from_env, extra_runtimes=[("uml", guest_client)])
     render(report, console)            # or: json.dumps(report.to_dict())
     sys.exit(0 if report.ok else 1)
 """
@@ -39,7 +39,13 @@ REQUIRED_IMAGES = [spec.tag for spec in IMAGES]
 PROBE_IMAGE = "vpnlab/base:latest"
 PROBE_IMAGE_FALLBACKS = ["vpnlab/debian:bookworm", "debian:bookworm-slim"]
 SETUP_HINT = "hint: 'vpnlab setup' installs and starts the Docker engine and the tools vpnlab needs"
-DOCTOR_PROTOCOLS = ("wireguard", "openvpn-udp", "openvpn-tcp", "pptp", "l2tp", "l2tp-ipsec", "ikev2")
+
+
+def doctor_protocols() -> list[str]:
+    """Every registered protocol, in registry order (built-in ones first, then plugins)."""
+    from lab.protocols import PROTOCOLS
+
+    return list(PROTOCOLS)
 
 
 @dataclass
@@ -63,7 +69,7 @@ class ImageStatus:
 
 @dataclass
 class RuntimeReport:
-    """One engine and the kernel under it (host today; a UML guest later)."""
+    """One engine and the kernel under it (the host's, or a User-Mode Linux guest's)."""
 
     name: str
     engine: EngineInfo
@@ -92,8 +98,8 @@ class RuntimeReport:
 
 @dataclass
 class DoctorReport:
-    # RUNTIMES: one entry per engine checked. Today only "host"; a User-Mode
-    # Linux guest's engine goes here as a second entry, rendered side by side.
+    # One entry per engine checked: "host", and a User-Mode Linux guest's engine
+    # when one is available, rendered side by side.
     runtimes: list[RuntimeReport]
 
     @property
@@ -150,7 +156,7 @@ def check_runtime(name: str, client_factory: ClientFactory) -> RuntimeReport:
     except VpnlabError as e:
         report.skipped = f"probe failed: {e}"
         return report
-    report.protocols = [check_protocol(p, report.kernel) for p in DOCTOR_PROTOCOLS]
+    report.protocols = [check_protocol(p, report.kernel) for p in doctor_protocols()]
     return report
 
 
@@ -159,7 +165,7 @@ def run_doctor(
     *,
     extra_runtimes: Sequence[tuple[str, ClientFactory]] = (),
 ) -> DoctorReport:
-    """Check the host engine (and any extra runtimes, e.g. a UML guest later)."""
+    """Check the host engine and any extra runtimes (a User-Mode Linux guest's engine)."""
     runtimes = [("host", client_factory), *extra_runtimes]
     return DoctorReport([check_runtime(name, factory) for name, factory in runtimes])
 
@@ -233,7 +239,7 @@ def render(report: DoctorReport, console: Console) -> None:
     pt.add_column("protocol", style="bold")
     for rt in report.runtimes:
         pt.add_column(rt.name, overflow="fold")
-    for proto in DOCTOR_PROTOCOLS:
+    for proto in doctor_protocols():
         cells = []
         for rt in report.runtimes:
             found = next((p for p in rt.protocols if p.name == proto), None)

@@ -1,14 +1,22 @@
-"""Reading the router's evidence: conntrack entries and the counters of vpnlab's drop rules."""
+"""The evidence a tunnel check gathers, typed: the router's conntrack entries and the counters
+of vpnlab's rules, and the client's and server's sections by name.
+
+``lab.check`` builds an :class:`Evidence` for each tunnel it checks; a protocol's
+``diagnose`` reads it and says in words what it shows.
+"""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from lab.protocols.base import Flow
-from lab.router.rules import COMMENT_PREFIX
+from lab.router.comments import COMMENT_PREFIX, is_flow_drop
 
 COMMENT_RE = re.compile(r"/\* (.*?) \*/")
+_HELPER_RE = re.compile(r"\bhelper=(\S+)")
+_DPORT_RE = re.compile(r"\bdport=(\d+)")
 
 
 @dataclass(frozen=True)
@@ -16,6 +24,72 @@ class RuleHit:
     chain: str
     comment: str
     packets: int
+
+
+@dataclass(frozen=True)
+class ConntrackEntry:
+    """One ``conntrack -L`` line, parsed as far as the diagnoses need."""
+
+    line: str
+    proto: str  # the first word: tcp, udp, gre...
+
+    @classmethod
+    def parse(cls, line: str) -> ConntrackEntry:
+        line = line.strip()
+        return cls(line, line.split()[0] if line else "")
+
+    @property
+    def unreplied(self) -> bool:
+        return "[UNREPLIED]" in self.line
+
+    @property
+    def assured(self) -> bool:
+        return "[ASSURED]" in self.line
+
+    @property
+    def helper(self) -> str | None:
+        """The conntrack helper tracking the entry ('pptp'), if any."""
+        match = _HELPER_RE.search(self.line)
+        return match.group(1) if match else None
+
+    @property
+    def dport(self) -> int | None:
+        """The original direction's destination port (TCP/UDP)."""
+        match = _DPORT_RE.search(self.line)
+        return int(match.group(1)) if match else None
+
+    def is_flow(self, flow: Flow) -> bool:
+        return self.proto == flow.proto and (flow.port is None or f"dport={flow.port} " in self.line + " ")
+
+
+@dataclass(frozen=True)
+class RouterEvidence:
+    """What the router showed after the check."""
+
+    conntrack: tuple[ConntrackEntry, ...] = ()  # every entry between client and server, and GRE from the server
+    hits: tuple[RuleHit, ...] = ()  # vpnlab rules that counted packets
+
+    @classmethod
+    def parse(cls, conntrack: str = "", counters: str = "") -> RouterEvidence:
+        """From ``conntrack -L`` output and the 'chain NAME' + ``iptables -L -v -n -x`` listing."""
+        return cls(tuple(ConntrackEntry.parse(line) for line in conntrack_lines(conntrack)), tuple(rule_hits(counters)))
+
+    def entries(self, proto: str, dport: int | None = None) -> list[ConntrackEntry]:
+        return [e for e in self.conntrack if e.proto == proto and (dport is None or e.dport == dport)]
+
+    def packets(self, comment: str, chain: str | None = None) -> int | None:
+        """Packets the rule with this comment counted (None: it counted none, or there is no such rule)."""
+        counted = [h.packets for h in self.hits if h.comment == comment and chain in (None, h.chain)]
+        return sum(counted) if counted else None
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Everything a protocol's diagnosis may read about one tunnel check."""
+
+    client: Mapping[str, str] = field(default_factory=dict)  # client sections by name ('client log', 'pppd', ...)
+    server: Mapping[str, str] = field(default_factory=dict)  # server sections by name ('log', 'charon log', ...)
+    router: RouterEvidence = field(default_factory=RouterEvidence)
 
 
 def router_evidence_command(client_ip: str, server_ip: str) -> str:
@@ -52,11 +126,10 @@ def drops_for(hits: list[RuleHit], flows: tuple[Flow, ...]) -> list[RuleHit]:
     """Drop-rule hits that concern these flows (named in the rule's comment)."""
     chosen = []
     for hit in hits:
-        text = hit.comment
-        if "block" not in text and "passthrough" not in text:
+        if not is_flow_drop(hit.comment):
             continue
         for flow in flows:
-            if flow.label in text or _range_covers(text, flow):
+            if flow.label in hit.comment or _range_covers(hit.comment, flow):
                 chosen.append(hit)
                 break
     return chosen
@@ -68,11 +141,4 @@ def _range_covers(comment: str, flow: Flow) -> bool:
 
 
 def flow_entries(lines: list[str], flows: tuple[Flow, ...]) -> list[str]:
-    out = []
-    for line in lines:
-        proto = line.split()[0]
-        for flow in flows:
-            if proto == flow.proto and (flow.port is None or f"dport={flow.port} " in line + " "):
-                out.append(line)
-                break
-    return out
+    return [line for line in lines if any(ConntrackEntry.parse(line).is_flow(flow) for flow in flows)]

@@ -1,19 +1,29 @@
-"""What every VPN protocol module provides: configs, start commands, up-check, diagnosis.
+"""What every VPN protocol provides: its facts as data, configs, start commands, diagnosis.
 
-A protocol module is pure: it renders files and shell commands from the
-topology and the lab's credentials. The runtime copies the files into the
-nodes and runs the commands; ``lab.check`` turns what it saw into a verdict.
+A protocol is one class. Its facts are ClassVars (see :class:`Protocol`), from which
+the rest of vpnlab derives what used to be listed by hand: topology validation (names,
+port clashes), the router's passthrough switches and drops, the kernel verdicts of
+``vpnlab doctor``, the modules a User-Mode Linux guest loads, the tunnel addresses.
+
+Its methods are pure: they render files and shell commands from the topology and
+the lab's credentials. The runtime copies the files into the nodes and runs the
+commands; ``lab.check`` turns what it saw into a verdict and an :class:`~lab.evidence.Evidence`
+that the protocol's ``diagnose`` reads.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from lab.credentials import LabSecrets
+from lab.kernel.needs import Need
 from lab.topology.addressing import AddressPlan
 from lab.topology.model import Topology, Tunnel
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lab.evidence import Evidence
 
 LOG_DIR = "/var/log/vpnlab"
 RUN_DIR = "/run/vpnlab"
@@ -30,6 +40,20 @@ class Flow:
     @property
     def label(self) -> str:
         return f"{self.proto}/{self.port}" if self.port else self.proto
+
+
+@dataclass(frozen=True)
+class Listen:
+    """A port a protocol's server listens on. Two protocols on one server may not listen on
+    the same port, unless both name the same ``shared_by`` daemon (one charon serves both)."""
+
+    proto: str  # tcp or udp
+    port: int
+    shared_by: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.proto}/{self.port}"
 
 
 @dataclass(frozen=True)
@@ -97,13 +121,37 @@ class Diagnosis:
 
 
 class Protocol:
+    """One VPN protocol. Subclasses declare these facts as data; vpnlab derives the rest.
+
+    - ``name``: the name topologies use (``servers[].protocols``, ``tunnels[].protocol``).
+    - ``tunnel_net``: a network of its own, at most a /16 and unique among protocols; server
+      number S (its index in the topology) gets the S-th /24 of it, and owns .1.
+    - ``interface_prefix``: client interfaces are ``<prefix><server index>`` (unique; at most
+      13 characters: Linux names have 15).
+    - ``deadline``: seconds the up-check waits by default.
+    - ``flows``: what a client sends to a server through the router (router evidence, drops).
+    - ``family``: the router passthrough switch it depends on (``router.passthrough.<family>``),
+      or None; a family forwards the union of its protocols' flows.
+    - ``listens``: the server's ports (:class:`Listen`), to refuse two protocols on one
+      server that would take the same port.
+    - ``kernel_needs``: :class:`~lab.kernel.needs.Need` s (each a list of alternatives, the
+      first available wins) that ``vpnlab doctor`` and the lab's skips check.
+    - ``kernel_recommended``: (feature, why) pairs not needed to come up, but a lab case needs.
+    - ``guest_modules``: kernel modules a User-Mode Linux guest loads at boot for it.
+    - ``needs_ppp``: nodes get /dev/ppp (where the kernel has PPP).
+    """
+
     name: ClassVar[str]
-    octet: ClassVar[int]  # tunnel subnets are 10.<octet>.<server index>.0/24
+    tunnel_net: ClassVar[ipaddress.IPv4Network]
+    interface_prefix: ClassVar[str]
     deadline: ClassVar[float] = 15.0
     flows: ClassVar[tuple[Flow, ...]]
-    family: ClassVar[str | None] = None  # the router passthrough switch it depends on
-    interface_prefix: ClassVar[str]
-    needs_ppp: ClassVar[bool] = False  # nodes get /dev/ppp (where the kernel has PPP)
+    family: ClassVar[str | None] = None
+    listens: ClassVar[tuple[Listen, ...]] = ()
+    kernel_needs: ClassVar[tuple[Need, ...]] = ()
+    kernel_recommended: ClassVar[tuple[tuple[str, str], ...]] = ()
+    guest_modules: ClassVar[tuple[str, ...]] = ()
+    needs_ppp: ClassVar[bool] = False
 
     def client_interface(self, ctx: TunnelContext) -> str:
         return f"{self.interface_prefix}{ctx.plan.server_index[ctx.tunnel.server]}"
@@ -111,8 +159,14 @@ class Protocol:
     def server_interface(self) -> str:
         return f"{self.interface_prefix}0"
 
+    def tunnel_subnet(self, plan: AddressPlan, server: str) -> ipaddress.IPv4Network:
+        return plan.tunnel_subnet(self.tunnel_net, server)
+
     def server_tunnel_address(self, plan: AddressPlan, server: str) -> ipaddress.IPv4Address:
-        return plan.tunnel_server_address(self.octet, server)
+        return plan.tunnel_server_address(self.tunnel_net, server)
+
+    def client_tunnel_address(self, plan: AddressPlan, server: str, client: str) -> ipaddress.IPv4Address:
+        return plan.tunnel_client_address(self.tunnel_net, server, client)
 
     def server_files(self, ctx: ServerContext) -> list[NodeFile]:
         raise NotImplementedError
@@ -150,9 +204,9 @@ class Protocol:
         """Commands run on the server after a check, by name (their output is evidence)."""
         return {"log": f"tail -n 20 {self.server_log()}"}
 
-    def diagnose(self, evidence: dict[str, str]) -> list[str]:
-        """Facts that explain the verdict, read from the evidence: the client's sections by
-        name, 'server <name>' for the server's, 'router conntrack' (every entry between
-        client and server, and GRE from the server) and 'router counters' (vpnlab rules
-        that counted packets, as 'CHAIN: comment: packets')."""
+    def diagnose(self, evidence: Evidence) -> list[str]:
+        """Facts that explain the verdict, read from the evidence: the client's sections
+        (``evidence.client``: 'client log' and those of client_evidence), the server's
+        (``evidence.server``: those of server_evidence) and the router's conntrack entries
+        and rule counters (``evidence.router``)."""
         return []

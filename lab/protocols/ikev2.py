@@ -32,8 +32,15 @@ packet can never leave unprotected from the LAN address.
 from __future__ import annotations
 
 from lab.protocols import strongswan
+from ipaddress import IPv4Network
+from typing import TYPE_CHECKING
+
+from lab.kernel.needs import Alternative, Need
 from lab.protocols.base import Flow, NodeFile, Protocol, ServerContext, TunnelContext
 from lab.render import render
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lab.evidence import Evidence
 
 CONN = "ikev2"
 POOL_FIRST_HOST = 10
@@ -41,17 +48,23 @@ POOL_FIRST_HOST = 10
 
 class Ikev2(Protocol):
     name = "ikev2"
-    octet = 106
+    tunnel_net = IPv4Network("10.106.0.0/16")
+    interface_prefix = "ike"
     deadline = 15.0
     flows = (Flow("udp", 500), Flow("udp", 4500), Flow("esp"))
     family = "ipsec"
-    interface_prefix = "ike"
+    listens = strongswan.LISTENS  # the node's one charon, shared with l2tp-ipsec
+    kernel_needs = (
+        Need(Alternative("esp", "kernel ESP"),
+             Alternative("tun", "strongSwan kernel-libipsec (no kernel ESP)")),
+    )
+    guest_modules = strongswan.GUEST_MODULES
     ping_source_note = "the virtual IP, as source of charon's route in table 220"
 
     # --- server -------------------------------------------------------------
 
     def server_files(self, ctx: ServerContext) -> list[NodeFile]:
-        subnet = ctx.plan.tunnel_subnet(self.octet, ctx.server)
+        subnet = self.tunnel_subnet(ctx.plan, ctx.server)
         conf = render(
             "ikev2/server.conf.j2",
             conn=CONN,
@@ -123,12 +136,13 @@ class Ikev2(Protocol):
             "charon log": strongswan.log_lines_command(self._conn(ctx), 40),
         }
 
-    def diagnose(self, evidence: dict[str, str]) -> list[str]:
-        client_log = evidence.get("client log", "") + "\n" + evidence.get("charon log", "")
-        server_log = evidence.get("server charon log", "")
-        sas = evidence.get("swanctl --list-sas", "") + "\n" + evidence.get("xfrm state", "")
+    def diagnose(self, evidence: Evidence) -> list[str]:
+        client = evidence.client
+        client_log = client.get("client log", "") + "\n" + client.get("charon log", "")
+        server_log = evidence.server.get("charon log", "")
+        listed = client.get("swanctl --list-sas", "")
+        sas = listed + "\n" + client.get("xfrm state", "")
         facts = []
-        listed = evidence.get("swanctl --list-sas", "")
         if "ESTABLISHED" in listed and "INSTALLED" in listed:
             vip = strongswan.virtual_ip(client_log)
             facts.append("IKEv2 IKE_SA and CHILD_SA established" + (f", virtual IP {vip}" if vip else ""))
@@ -137,7 +151,7 @@ class Ikev2(Protocol):
                 ["no IKE_SA established"] if client_log.strip() else []
             )
         facts += strongswan.nat_facts(client_log, server_log, sas)
-        backend = strongswan.backend_fact(evidence.get("backend", ""))
+        backend = strongswan.backend_fact(client.get("backend", ""))
         if backend:
             facts.append(backend)
         return facts

@@ -8,22 +8,31 @@ made per lab. UDP needs no conntrack helper: NAT passes it like any UDP flow.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from lab.protocols.base import CONF_DIR, RUN_DIR, Flow, NodeFile, ServerContext, TunnelContext
-from lab.protocols.ppp import COMMON_OPTIONS, PppProtocol, chap_secrets, common_options, ppp_facts, server_name
+from ipaddress import IPv4Network
+
+from lab.kernel.needs import Alternative, Need
+from lab.protocols.base import CONF_DIR, RUN_DIR, Flow, Listen, NodeFile, ServerContext, TunnelContext
+from lab.protocols.ppp import COMMON_OPTIONS, PPP_MODULES, PppProtocol, chap_secrets, common_options, ppp_facts, server_name
 from lab.render import render
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lab.evidence import Evidence
 
 PORT = 1701
 
 
 class L2tp(PppProtocol):
     name = "l2tp"
-    octet = 104
+    tunnel_net = IPv4Network("10.104.0.0/16")
+    interface_prefix = "l2tp"
     deadline = 20.0
     flows = (Flow("udp", PORT),)
     family = "l2tp"
-    interface_prefix = "l2tp"
+    listens = (Listen("udp", PORT),)  # the server's xl2tpd
+    kernel_needs = (Need(Alternative("ppp", "kernel PPP")), Need(Alternative("l2tp", "kernel L2TP")))
+    guest_modules = (*PPP_MODULES, "l2tp_ppp")
     # what differs for L2TP/IPsec (lab.protocols.l2tp_ipsec), which builds on this class
     server_conf_template: ClassVar[str] = "l2tp/xl2tpd-server.conf.j2"
 
@@ -37,7 +46,7 @@ class L2tp(PppProtocol):
         return f"{RUN_DIR}/xl2tpd-{server}.control"
 
     def server_files(self, ctx: ServerContext) -> list[NodeFile]:
-        subnet = ctx.plan.tunnel_subnet(self.octet, ctx.server)
+        subnet = self.tunnel_subnet(ctx.plan, ctx.server)
         local = self.server_tunnel_address(ctx.plan, ctx.server)
         name = server_name(ctx.server, self.name)
         files = self.files_dir
@@ -113,8 +122,8 @@ class L2tp(PppProtocol):
     def server_evidence(self, ctx: TunnelContext) -> dict[str, str]:
         return {"log": f"grep -v '\\]: \"' {self.server_log()} | tail -n 25"}
 
-    def diagnose(self, evidence: dict[str, str]) -> list[str]:
-        xl2tpd = evidence.get("xl2tpd", "")
+    def diagnose(self, evidence: Evidence) -> list[str]:
+        xl2tpd = evidence.client.get("xl2tpd", "")
         facts = []
         if "Connection established to" in xl2tpd:
             facts.append(f"L2TP control connection (UDP {PORT}) established")
@@ -122,4 +131,4 @@ class L2tp(PppProtocol):
             facts.append(f"xl2tpd got no answer from the server on UDP {PORT}")
         if "Call established" in xl2tpd:
             facts.append("L2TP call established")
-        return facts + ppp_facts(evidence)
+        return facts + ppp_facts(evidence.client)

@@ -31,12 +31,19 @@ from __future__ import annotations
 
 import math
 import re
+from typing import TYPE_CHECKING
 
 from lab.credentials import LabSecrets
 from lab.protocols import strongswan
-from lab.protocols.base import CONF_DIR, RUN_DIR, Flow, NodeFile, ServerContext, TunnelContext
+from ipaddress import IPv4Network
+
+from lab.kernel.needs import Alternative, Need
+from lab.protocols.base import CONF_DIR, RUN_DIR, Flow, Listen, NodeFile, ServerContext, TunnelContext
 from lab.protocols.l2tp import PORT, L2tp
 from lab.render import render
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lab.evidence import Evidence
 
 CONN = "l2tp-ipsec"
 FILES = f"{CONF_DIR}/l2tp-ipsec"
@@ -45,18 +52,20 @@ IPTABLES_MARKER = f"{RUN_DIR}/l2tp-ipsec.iptables"  # which iptables back end ho
 DROP_COMMENT = "vpnlab: l2tp-ipsec drop unprotected L2TP"
 FALLBACK_WAIT = 10  # seconds a fallback client waits for IPsec before dialling plain L2TP
 
-_SA_PACKETS = re.compile(r"^\s+(in|out)\s+\S+,\s+\d+ bytes,\s+(\d+) packets", re.MULTILINE)
 _REMOTE = re.compile(r"remote '([^']*)' @ ([0-9.]+)\[")
-_RETRANSMIT_V1 = re.compile(r"sending retransmit (\d+) of request message ID 0, seq (\d+)")
 
 
 class L2tpIpsec(L2tp):
     name = "l2tp-ipsec"
-    octet = 105
+    tunnel_net = IPv4Network("10.105.0.0/16")
+    interface_prefix = "l2tpsec"
     deadline = 20.0
     flows = (Flow("udp", 500), Flow("udp", 4500), Flow("esp"))
     family = "ipsec"
-    interface_prefix = "l2tpsec"
+    listens = (*strongswan.LISTENS, Listen("udp", PORT))  # the node's one charon, and its own xl2tpd
+    # transport mode needs kernel ESP: strongSwan's kernel-libipsec does tunnel mode only
+    kernel_needs = (*L2tp.kernel_needs, Need(Alternative("esp", "kernel ESP (transport mode)")))
+    guest_modules = (*L2tp.guest_modules, *strongswan.GUEST_MODULES, "xt_policy")  # xt_policy: the drop rule
     server_conf_template = "l2tp-ipsec/xl2tpd-server.conf.j2"
     ping_source_note = "the PPP address, given only while an ESP transport SA to the server exists"
 
@@ -172,37 +181,34 @@ class L2tpIpsec(L2tp):
 
     # --- reading the evidence -----------------------------------------------
 
-    def diagnose(self, evidence: dict[str, str]) -> list[str]:
-        client_log = evidence.get("client log", "") + "\n" + evidence.get("charon log", "")
-        server_log = evidence.get("server charon log", "")
-        listed = evidence.get("swanctl --list-sas", "")
-        xfrm = evidence.get("xfrm state", "")
+    def diagnose(self, evidence: Evidence) -> list[str]:
+        client, server = evidence.client, evidence.server
+        client_log = client.get("client log", "") + "\n" + client.get("charon log", "")
+        server_log = server.get("charon log", "")
+        listed = client.get("swanctl --list-sas", "")
+        xfrm = client.get("xfrm state", "")
         facts = []
         ipsec_up = "ESTABLISHED" in listed and "INSTALLED, TRANSPORT" in listed
         if ipsec_up:
             facts.append("IPsec: IKEv1 SA (pre-shared key) and transport-mode CHILD_SA established")
         else:
-            facts += ikev1_failure_facts(client_log, server_log)
+            facts += strongswan.ikev1_failure_facts(client_log, server_log)
         facts += strongswan.nat_facts(client_log, server_log, listed + "\n" + xfrm)
-        counters = esp_packets(listed)
+        counters = strongswan.esp_packets(listed)
         if counters:
             facts.append(counters)
-        facts += shared_nat_facts(evidence.get("server swanctl --list-sas", ""), evidence.get("server IKE_SAs", ""))
-        dropped = server_drops(evidence.get("server unprotected L2TP dropped", ""))
+        facts += shared_nat_facts(server.get("swanctl --list-sas", ""), server.get("IKE_SAs", ""))
+        dropped = server_drops(server.get("unprotected L2TP dropped", ""))
         if dropped:
             facts.append(f"the server dropped {dropped} unprotected L2TP packets (UDP {PORT} without IPsec)")
-        plain = [
-            line for line in evidence.get("router conntrack", "").splitlines()
-            if line.startswith("udp") and f"dport={PORT} " in line + " "
-        ]
-        if plain:
+        if evidence.router.entries("udp", PORT):
             facts.append(f"router conntrack holds UDP {PORT} to the server: L2TP crossed the router without IPsec")
         elif ipsec_up:
             facts.append(f"no UDP {PORT} through the router: L2TP travelled inside ESP")
         if "dialling plain L2TP anyway" in client_log:
             facts.append("the client fell back to plain L2TP")
         facts += super().diagnose(evidence)
-        backend = strongswan.backend_fact(evidence.get("backend", ""))
+        backend = strongswan.backend_fact(client.get("backend", ""))
         if backend:
             facts.append(backend)
         return facts
@@ -211,39 +217,6 @@ class L2tpIpsec(L2tp):
 def psk(secrets: LabSecrets, server: str) -> str:
     """The server's pre-shared key, made per lab; every client of the server knows it."""
     return secrets.password(f"l2tp-ipsec psk {server}")
-
-
-def ikev1_failure_facts(client_text: str, server_text: str) -> list[str]:
-    """Why IKEv1 Main Mode failed, from both ends' log lines."""
-    facts = []
-    retransmits = [(int(n), int(seq)) for n, seq in _RETRANSMIT_V1.findall(client_text)]
-    if retransmits:
-        n, seq = max(retransmits, key=lambda r: (r[1], r[0]))
-        if seq <= 1:
-            facts.append(f"IKEv1 Main Mode sent {n + 1} times without an answer from the server")
-        else:
-            facts.append(f"the server answered, then IKEv1 Main Mode message {2 * seq - 1} was sent {n + 1} times"
-                         " and never accepted")
-    if "decryption failed" in server_text:
-        facts.append("the server could not decrypt the client's Main Mode message 5 (identity and hash): "
-                     "the pre-shared keys differ")
-    if "AUTHENTICATION_FAILED" in client_text or "INVALID_ID_INFORMATION" in client_text:
-        facts.append("IKEv1 authentication failed")
-    if "NO_PROPOSAL_CHOSEN" in client_text:
-        facts.append("the server answered NO_PROPOSAL_CHOSEN")
-    if not facts and client_text.strip():
-        facts.append("no IPsec SA established")
-    return facts
-
-
-def esp_packets(sas: str) -> str:
-    """The CHILD_SA's packet counters from ``swanctl --list-sas`` ("in  c1, 360 bytes, 5 packets")."""
-    counts = {d: int(n) for d, n in _SA_PACKETS.findall(sas)}
-    if not counts:
-        return ""
-    out, back = counts.get("out", 0), counts.get("in", 0)
-    text = f"ESP SA counted {out} packets out, {back} in"
-    return text + (": nothing came back through it" if out and not back else "")
 
 
 def shared_nat_facts(own: str, every: str) -> list[str]:

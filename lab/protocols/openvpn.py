@@ -7,8 +7,15 @@ subnet and pushes each client an address (topology subnet).
 
 from __future__ import annotations
 
-from lab.protocols.base import CONF_DIR, LOG_DIR, RUN_DIR, Flow, NodeFile, Protocol, ServerContext, TunnelContext
+from ipaddress import IPv4Network
+from typing import TYPE_CHECKING
+
+from lab.kernel.needs import Alternative, Need
+from lab.protocols.base import CONF_DIR, RUN_DIR, Flow, Listen, NodeFile, Protocol, ServerContext, TunnelContext
 from lab.render import render
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lab.evidence import Evidence
 
 PORT = 1194
 FILES = f"{CONF_DIR}/openvpn"
@@ -16,9 +23,11 @@ FILES = f"{CONF_DIR}/openvpn"
 
 class OpenVpn(Protocol):
     transport: str  # "udp" or "tcp"
+    kernel_needs = (Need(Alternative("tun", "TUN")),)
+    guest_modules = ("tun",)
 
     def server_files(self, ctx: ServerContext) -> list[NodeFile]:
-        subnet = ctx.plan.tunnel_subnet(self.octet, ctx.server)
+        subnet = self.tunnel_subnet(ctx.plan, ctx.server)
         conf = render(
             "openvpn/server.conf.j2",
             transport=self.transport,
@@ -65,8 +74,8 @@ class OpenVpn(Protocol):
     def client_start(self, ctx: TunnelContext) -> list[str]:
         return [f"openvpn --config {FILES}/{self.name}-{ctx.tunnel.server}.conf </dev/null >/dev/null 2>&1"]
 
-    def diagnose(self, evidence: dict[str, str]) -> list[str]:
-        log = evidence.get("client log", "")
+    def diagnose(self, evidence: Evidence) -> list[str]:
+        log = evidence.client.get("client log", "")
         facts = []
         if "Initialization Sequence Completed" in log:
             facts.append("OpenVPN reported 'Initialization Sequence Completed'")
@@ -92,16 +101,18 @@ class OpenVpn(Protocol):
 
 class OpenVpnUdp(OpenVpn):
     name = "openvpn-udp"
-    octet = 101
+    tunnel_net = IPv4Network("10.101.0.0/16")
     transport = "udp"
     flows = (Flow("udp", PORT),)
+    listens = (Listen("udp", PORT),)
     interface_prefix = "ovu"
 
 
 class OpenVpnTcp(OpenVpn):
     name = "openvpn-tcp"
-    octet = 102
+    tunnel_net = IPv4Network("10.102.0.0/16")
     transport = "tcp"
     flows = (Flow("tcp", PORT),)
+    listens = (Listen("tcp", PORT),)
     interface_prefix = "ovt"
 

@@ -7,6 +7,8 @@ tunnels: the copies are identical and the node keeps one.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from lab.credentials import LabSecrets
 from lab.protocols.base import CONF_DIR, RUN_DIR, NodeFile, Protocol, TunnelContext
 from lab.render import render
@@ -19,6 +21,8 @@ CHAP_SECRETS = "/etc/ppp/chap-secrets"
 # inside the 20 s deadline even with a second or two of TCP/L2TP set-up before LCP.
 LCP_RESTART = 2
 LCP_MAX_CONFIGURE = 7
+# kernel modules every PPP protocol needs in a User-Mode Linux guest
+PPP_MODULES = ("ppp_generic", "ppp_async", "ppp_deflate")
 PPPD_MILESTONES = "^vpnlab:|LCP: timeout|authentication (succeeded|failed)|MPPE|IP address|Connection terminated"
 
 
@@ -70,15 +74,33 @@ class PppProtocol(Protocol):
         }
 
 
-def ppp_facts(evidence: dict[str, str]) -> list[str]:
-    """What the client's pppd log says about LCP and authentication."""
-    log = evidence.get("pppd", "")
+def ppp_facts(client: Mapping[str, str]) -> list[str]:
+    """What the client's pppd milestones ('pppd') and auth request ('auth') say about LCP and
+    authentication."""
+    log = client.get("pppd", "")
     facts = []
     if "LCP: timeout sending Config-Requests" in log:
         facts.append("LCP timed out (client pppd: 'LCP: timeout sending Config-Requests')")
-    method = "MS-CHAPv2" if "MS-v2" in evidence.get("auth", "") else "CHAP"
+    method = "MS-CHAPv2" if "MS-v2" in client.get("auth", "") else "CHAP"
     if "authentication failed" in log:
         facts.append(f"{method} authentication failed")
     elif "CHAP authentication succeeded" in log:
         facts.append(f"{method} authentication succeeded")
     return facts
+
+
+def lcp_facts(client_log: str, server_log: str) -> list[str]:
+    """LCP that went one way only: the server's pppd heard the client, the client not the server."""
+    if "rcvd [LCP ConfReq" in server_log and "rcvd [LCP" not in client_log:
+        return ["the server's pppd got the client's LCP requests, the client none of the server's"]
+    return []
+
+
+def mppe_facts(milestones: str) -> list[str]:
+    """Whether MPPE came on, from the pppd milestones (the mppe script logs 'MPPE not offered'
+    on a kernel without ppp_mppe)."""
+    if "MPPE 128-bit" in milestones:
+        return ["MPPE-128 on"]
+    if "MPPE not offered" in milestones:
+        return ["no MPPE (this kernel has no ppp_mppe)"]
+    return []

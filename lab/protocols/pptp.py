@@ -9,9 +9,27 @@ counters to say that in words.
 
 from __future__ import annotations
 
-from lab.protocols.base import CONF_DIR, LOG_DIR, RUN_DIR, Flow, NodeFile, ServerContext, TunnelContext
-from lab.protocols.ppp import COMMON_OPTIONS, PppProtocol, chap_secrets, common_options, ppp_facts, server_name
+from ipaddress import IPv4Network
+from typing import TYPE_CHECKING
+
+from lab.kernel.needs import Alternative, Need
+from lab.protocols.base import CONF_DIR, LOG_DIR, RUN_DIR, Flow, Listen, NodeFile, ServerContext, TunnelContext
+from lab.protocols.ppp import (
+    COMMON_OPTIONS,
+    PPP_MODULES,
+    PppProtocol,
+    chap_secrets,
+    common_options,
+    lcp_facts,
+    mppe_facts,
+    ppp_facts,
+    server_name,
+)
 from lab.render import render
+from lab.router.comments import INPUT_GRE_NOT_TIED
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lab.evidence import Evidence, RouterEvidence
 
 PORT = 1723
 FILES = f"{CONF_DIR}/pptp"
@@ -22,14 +40,24 @@ SYSLOG = f"{LOG_DIR}/syslog"
 
 class Pptp(PppProtocol):
     name = "pptp"
-    octet = 103
+    tunnel_net = IPv4Network("10.103.0.0/16")
+    interface_prefix = "pptp"
     deadline = 20.0
     flows = (Flow("tcp", PORT), Flow("gre"))
     family = "pptp"
-    interface_prefix = "pptp"
+    listens = (Listen("tcp", PORT),)
+    kernel_needs = (
+        Need(Alternative("ppp", "kernel PPP (GRE in user space)")),
+        Need(Alternative("pptp_helper", "pptp conntrack helper on the router")),
+    )
+    kernel_recommended = (
+        ("nf_nat_pptp", "two LAN clients through one NAT need its call-ID rewriting; a container cannot "
+                        "load it: run 'sudo modprobe nf_nat_pptp' on the engine's host"),
+    )
+    guest_modules = (*PPP_MODULES, "ppp_mppe", "pptp")
 
     def server_files(self, ctx: ServerContext) -> list[NodeFile]:
-        subnet = ctx.plan.tunnel_subnet(self.octet, ctx.server)
+        subnet = self.tunnel_subnet(ctx.plan, ctx.server)
         local = self.server_tunnel_address(ctx.plan, ctx.server)
         conf = render(
             "pptp/pptpd.conf.j2",
@@ -102,32 +130,25 @@ class Pptp(PppProtocol):
             "syslog": f"grep -E 'pptpd\\[|pptpctrl\\[' {SYSLOG} | tail -n 15",
         }
 
-    def diagnose(self, evidence: dict[str, str]) -> list[str]:
-        log = evidence.get("client log", "")
-        conntrack = evidence.get("router conntrack", "").splitlines()
-        control = [line for line in conntrack if line.startswith("tcp") and f"dport={PORT} " in line + " "]
+    def diagnose(self, evidence: Evidence) -> list[str]:
+        client, router = evidence.client, evidence.router
+        control = router.entries("tcp", PORT)
         facts = []
-        if "Outgoing call established" in evidence.get("syslog", ""):
+        if "Outgoing call established" in client.get("syslog", ""):
             facts.append(f"TCP {PORT} established and the call set up")
-        elif any("ASSURED" in line for line in control):
+        elif any(e.assured for e in control):
             facts.append(f"TCP {PORT} established")
         elif control:
             facts.append(f"TCP {PORT} never answered")
         else:
             facts.append(f"no TCP {PORT} connection through the router")
-        gre_unanswered = any(line.startswith("gre") and "[UNREPLIED]" in line for line in conntrack)
-        if gre_unanswered and any("ASSURED" in line for line in control):
-            facts.append(_gre_not_translated(evidence.get("router counters", "")))
-        server_log = evidence.get("server log", "")
-        if "rcvd [LCP ConfReq" in server_log and "rcvd [LCP" not in log:
-            facts.append("the server's pppd got the client's LCP requests, the client none of the server's")
-        facts += ppp_facts(evidence)
-        milestones = evidence.get("pppd", "")
-        if "MPPE 128-bit" in milestones:
-            facts.append("MPPE-128 on")
-        elif "MPPE not offered" in milestones:
-            facts.append("no MPPE (this kernel has no ppp_mppe)")
-        if any("helper=pptp" in line for line in control):
+        gre_unanswered = any(e.unreplied for e in router.entries("gre"))
+        if gre_unanswered and any(e.assured for e in control):
+            facts.append(_gre_not_translated(router))
+        facts += lcp_facts(client.get("client log", ""), evidence.server.get("log", ""))
+        facts += ppp_facts(client)
+        facts += mppe_facts(client.get("pppd", ""))
+        if any(e.helper == "pptp" for e in control):
             facts.append("the router's pptp helper tracks the call (helper=pptp)")
         elif control:
             facts.append("no pptp helper on the router (no helper=pptp in its conntrack)")
@@ -138,13 +159,12 @@ class Pptp(PppProtocol):
         return NodeFile(MPPE_SCRIPT, render("pptp/mppe.sh.j2", mppe_options=MPPE_OPTIONS), 0o755)
 
 
-def _gre_not_translated(counters: str) -> str:
+def _gre_not_translated(router: RouterEvidence) -> str:
     """The server's GRE reached the router but was not tied to the client's call: it was
     addressed to the router itself and dropped there (an unconfirmed conntrack entry is
     never listed, so the INPUT drop counter is what shows it)."""
     fact = "GRE from the server not translated back (the client's GRE entry in router conntrack stays [UNREPLIED]"
-    rule = "vpnlab: input gre from wan not tied to a call"
-    for line in counters.splitlines():
-        if line.startswith(f"INPUT: {rule}: "):
-            fact += f"; rule '{rule}' dropped {line.rsplit(': ', 1)[1]} packets sent to the router itself"
+    dropped = router.packets(INPUT_GRE_NOT_TIED, chain="INPUT")
+    if dropped is not None:
+        fact += f"; rule '{INPUT_GRE_NOT_TIED}' dropped {dropped} packets sent to the router itself"
     return fact + ")"

@@ -37,7 +37,7 @@ from __future__ import annotations
 import re
 
 from lab.credentials import LabSecrets
-from lab.protocols.base import CONF_DIR, LOG_DIR, RUN_DIR, Environment, NodeFile
+from lab.protocols.base import CONF_DIR, LOG_DIR, RUN_DIR, Environment, Listen, NodeFile
 from lab.render import render
 
 CHARON = "/usr/lib/ipsec/charon"
@@ -51,6 +51,11 @@ CA_FILE = "vpnlab-ca.pem"  # in x509ca/
 TUN_INTERFACE = "ipsec0"  # kernel-libipsec's TUN device
 ROUTE_TABLE = 220  # charon's routing table for tunnel routes (source = the virtual IP)
 VICI_WAIT_MS = 10_000
+# IKE and NAT-T: every IPsec protocol of a server listens through the node's one charon
+LISTENS = (Listen("udp", 500, shared_by="charon"), Listen("udp", 4500, shared_by="charon"))
+# kernel ESP and XFRM in a User-Mode Linux guest, with AES-GCM (strongSwan's default ESP
+# proposal): autoloaded on the first SA otherwise, ~2 s
+GUEST_MODULES = ("esp4", "xfrm_user", "gcm", "ghash_generic", "ctr", "seqiv")
 
 CRYPTO_PLUGINS = [
     "random", "nonce", "openssl", "pem", "pkcs1", "pkcs8", "x509", "pubkey", "constraints",
@@ -232,6 +237,8 @@ def backend_command() -> str:
 
 _RETRANSMIT = re.compile(r"retransmit (\d+) of request with message ID 0\b")
 _VIP = re.compile(r"installing new virtual IP (\S+)")
+_RETRANSMIT_V1 = re.compile(r"sending retransmit (\d+) of request message ID 0, seq (\d+)")
+_SA_PACKETS = re.compile(r"^\s+(in|out)\s+\S+,\s+\d+ bytes,\s+(\d+) packets", re.MULTILINE)
 
 
 def backend_fact(text: str) -> str | None:
@@ -286,3 +293,36 @@ def ike_failure_facts(text: str, first_exchange: str = "IKE_SA_INIT") -> list[st
 def virtual_ip(text: str) -> str | None:
     match = _VIP.search(text)
     return match.group(1) if match else None
+
+
+def ikev1_failure_facts(client_text: str, server_text: str) -> list[str]:
+    """Why IKEv1 Main Mode failed, from both ends' log lines."""
+    facts = []
+    retransmits = [(int(n), int(seq)) for n, seq in _RETRANSMIT_V1.findall(client_text)]
+    if retransmits:
+        n, seq = max(retransmits, key=lambda r: (r[1], r[0]))
+        if seq <= 1:
+            facts.append(f"IKEv1 Main Mode sent {n + 1} times without an answer from the server")
+        else:
+            facts.append(f"the server answered, then IKEv1 Main Mode message {2 * seq - 1} was sent {n + 1} times"
+                         " and never accepted")
+    if "decryption failed" in server_text:
+        facts.append("the server could not decrypt the client's Main Mode message 5 (identity and hash): "
+                     "the pre-shared keys differ")
+    if "AUTHENTICATION_FAILED" in client_text or "INVALID_ID_INFORMATION" in client_text:
+        facts.append("IKEv1 authentication failed")
+    if "NO_PROPOSAL_CHOSEN" in client_text:
+        facts.append("the server answered NO_PROPOSAL_CHOSEN")
+    if not facts and client_text.strip():
+        facts.append("no IPsec SA established")
+    return facts
+
+
+def esp_packets(sas: str) -> str:
+    """The CHILD_SA's packet counters from ``swanctl --list-sas`` ("in  c1, 360 bytes, 5 packets")."""
+    counts = {d: int(n) for d, n in _SA_PACKETS.findall(sas)}
+    if not counts:
+        return ""
+    out, back = counts.get("out", 0), counts.get("in", 0)
+    text = f"ESP SA counted {out} packets out, {back} in"
+    return text + (": nothing came back through it" if out and not back else "")

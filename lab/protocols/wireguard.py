@@ -6,24 +6,37 @@ Keys are made per lab. One server interface carries every client as a peer
 
 from __future__ import annotations
 
-from lab.protocols.base import CONF_DIR, LOG_DIR, Flow, NodeFile, Protocol, ServerContext, TunnelContext
+from ipaddress import IPv4Network
+from typing import TYPE_CHECKING
+
+from lab.kernel.needs import Alternative, Need
+from lab.protocols.base import CONF_DIR, LOG_DIR, Flow, Listen, NodeFile, Protocol, ServerContext, TunnelContext
 from lab.render import render
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lab.evidence import Evidence
 
 PORT = 51820
 
 
 class WireGuard(Protocol):
     name = "wireguard"
-    octet = 100
+    tunnel_net = IPv4Network("10.100.0.0/16")
+    interface_prefix = "wg"
     deadline = 10.0
     flows = (Flow("udp", PORT),)
-    interface_prefix = "wg"
+    listens = (Listen("udp", PORT),)
+    kernel_needs = (
+        Need(Alternative("wireguard", "kernel WireGuard"),
+             Alternative("tun", "wireguard-go (userspace, no kernel WireGuard)")),
+    )
+    guest_modules = ("tun",)  # the UML guest's kernel has no WireGuard: wireguard-go
 
     def server_files(self, ctx: ServerContext) -> list[NodeFile]:
         peers = [
             {
                 "public_key": ctx.secrets.wireguard(t.client).public,
-                "address": ctx.plan.tunnel_client_address(self.octet, ctx.server, t.client),
+                "address": self.client_tunnel_address(ctx.plan, ctx.server, t.client),
             }
             for t in ctx.tunnels(self.name)
         ]
@@ -60,7 +73,7 @@ class WireGuard(Protocol):
 
     def client_start(self, ctx: TunnelContext) -> list[str]:
         iface = self.client_interface(ctx)
-        address = f"{ctx.plan.tunnel_client_address(self.octet, ctx.tunnel.server, ctx.tunnel.client)}/24"
+        address = f"{self.client_tunnel_address(ctx.plan, ctx.tunnel.server, ctx.tunnel.client)}/24"
         return [f"sh {CONF_DIR}/wireguard/up.sh {iface} {CONF_DIR}/wireguard/{iface}.conf {address} >>{ctx.log_path} 2>&1"]
 
     def client_evidence(self, ctx: TunnelContext) -> dict[str, str]:
@@ -69,10 +82,10 @@ class WireGuard(Protocol):
             "implementation": f"grep '^vpnlab:' {ctx.log_path}",
         }
 
-    def diagnose(self, evidence: dict[str, str]) -> list[str]:
-        show = evidence.get("wg show", "")
+    def diagnose(self, evidence: Evidence) -> list[str]:
+        show = evidence.client.get("wg show", "")
         facts = ["a WireGuard handshake completed" if "latest handshake" in show else "no WireGuard handshake completed"]
-        if "wireguard-go" in evidence.get("implementation", ""):
+        if "wireguard-go" in evidence.client.get("implementation", ""):
             facts.append("wireguard-go (userspace: this kernel has no WireGuard)")
         return facts
 

@@ -8,6 +8,7 @@ is gone (removed in 6.0), so these rules are the only switch.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -17,25 +18,58 @@ class HelperFlow:
     port: int
 
 
-HELPERS: dict[str, list[HelperFlow]] = {
-    "pptp": [HelperFlow("pptp", "tcp", 1723)],
-    "ftp": [HelperFlow("ftp", "tcp", 21)],
-    "tftp": [HelperFlow("tftp", "udp", 69)],
-    "sip": [HelperFlow("sip", "udp", 5060)],
-    "irc": [HelperFlow("irc", "tcp", 6667)],
-    "h323": [HelperFlow("RAS", "udp", 1719), HelperFlow("Q.931", "tcp", 1720)],
-    "amanda": [HelperFlow("amanda", "udp", 10080)],
-    "netbios-ns": [HelperFlow("netbios-ns", "udp", 137)],
-    "snmp": [HelperFlow("snmp", "udp", 161)],
-    "sane": [HelperFlow("sane", "tcp", 6566)],
+@dataclass(frozen=True)
+class Helper:
+    flows: tuple[HelperFlow, ...]
+    # kernel modules a User-Mode Linux guest loads at boot for it (nf_nat_pptp is never
+    # loaded on demand); the others are loaded on demand by the CT rule
+    modules: tuple[str, ...] = ()
+
+
+# The CT target every helper rule uses.
+HELPER_RULE_MODULES = ("xt_CT",)
+
+HELPERS: dict[str, Helper] = {
+    "pptp": Helper((HelperFlow("pptp", "tcp", 1723),), ("nf_conntrack_pptp", "nf_nat_pptp")),
+    "ftp": Helper((HelperFlow("ftp", "tcp", 21),)),
+    "tftp": Helper((HelperFlow("tftp", "udp", 69),)),
+    "sip": Helper((HelperFlow("sip", "udp", 5060),)),
+    "irc": Helper((HelperFlow("irc", "tcp", 6667),)),
+    "h323": Helper((HelperFlow("RAS", "udp", 1719), HelperFlow("Q.931", "tcp", 1720))),
+    "amanda": Helper((HelperFlow("amanda", "udp", 10080),)),
+    "netbios-ns": Helper((HelperFlow("netbios-ns", "udp", 137),)),
+    "snmp": Helper((HelperFlow("snmp", "udp", 161),)),
+    "sane": Helper((HelperFlow("sane", "tcp", 6566),)),
 }
 
-# (proto, port) pairs each passthrough switch forwards; port None = the whole IP protocol.
-PASSTHROUGH_FLOWS: dict[str, list[tuple[str, int | None]]] = {
-    "pptp": [("tcp", 1723), ("gre", None)],
-    "l2tp": [("udp", 1701)],
-    "ipsec": [("udp", 500), ("udp", 4500), ("esp", None)],
-}
+
+def helper_modules() -> list[str]:
+    """Every module the router's helpers need, in a stable order."""
+    modules = [*HELPER_RULE_MODULES, *(m for helper in HELPERS.values() for m in helper.modules)]
+    return list(dict.fromkeys(modules))
+
+
+def passthrough_flows() -> dict[str, list[tuple[str, int | None]]]:
+    """(proto, port) pairs each passthrough switch forwards (port None = the whole IP protocol):
+    each family's flows are the union of the flows of its protocols, in registry order."""
+    from lab.protocols import PROTOCOLS  # the protocols import lab.router.comments
+
+    families: dict[str, list[tuple[str, int | None]]] = {}
+    for protocol in PROTOCOLS.values():
+        if protocol.family is None:
+            continue
+        flows = families.setdefault(protocol.family, [])
+        for flow in protocol.flows:
+            if (flow.proto, flow.port) not in flows:
+                flows.append((flow.proto, flow.port))
+    return families
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PASSTHROUGH_FLOWS":  # the former table, now derived from the registry
+        return passthrough_flows()
+    raise AttributeError(f"module 'lab.router.helpers' has no attribute {name!r}")
+
 
 CONNTRACK_SYSCTLS: dict[str, str] = {
     "udp_timeout": "net.netfilter.nf_conntrack_udp_timeout",

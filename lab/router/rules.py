@@ -9,14 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from lab.render import render
-from lab.router.helpers import CONNTRACK_SYSCTLS, HELPERS, PASSTHROUGH_FLOWS, HelperFlow
+from lab.router import comments
+from lab.router.comments import COMMENT_PREFIX
+from lab.router.helpers import CONNTRACK_SYSCTLS, HELPERS, HelperFlow, passthrough_flows
 from lab.topology.addressing import AddressPlan
 from lab.topology.model import Topology
 
 ROUTER_NODE = "router"  # the node name (topologies reserve it)
 LAN_IF = "lan0"
 WAN_IF = "wan0"
-COMMENT_PREFIX = "vpnlab:"
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,6 @@ class DropRule:
             ports = str(self.port_low) if self.port_low == self.port_high else f"{self.port_low}:{self.port_high}"
             spec += f" --dport {ports}"
         return spec
-
 
 
 @dataclass(frozen=True)
@@ -53,14 +53,14 @@ class RouterPlan:
 def plan_router(topology: Topology, plan: AddressPlan) -> RouterPlan:
     router = topology.router
     drops: list[DropRule] = []
-    for family, flows in PASSTHROUGH_FLOWS.items():
-        if getattr(router.passthrough, family):
+    for family, flows in passthrough_flows().items():
+        if router.passthrough.get(family, True):
             continue
         for proto, port in flows:
             label = f"{proto}/{port}" if port else proto
-            drops.append(DropRule(f"{COMMENT_PREFIX} passthrough {family} off ({label})", proto, port, port))
+            drops.append(DropRule(comments.passthrough_off(family, label), proto, port, port))
     for block in router.block:
-        drops.append(DropRule(f"{COMMENT_PREFIX} block {block.label}", block.proto, block.port_low, block.port_high))
+        drops.append(DropRule(comments.block(block.label), block.proto, block.port_low, block.port_high))
 
     sysctls = {"net.ipv4.ip_forward": "1"}
     for key, sysctl in CONNTRACK_SYSCTLS.items():
@@ -73,11 +73,11 @@ def plan_router(topology: Topology, plan: AddressPlan) -> RouterPlan:
         lan_if=LAN_IF,
         wan_if=WAN_IF,
         lan=str(plan.lan),
-        helpers=[flow for name in router.helpers for flow in HELPERS[name]],
+        helpers=[flow for name in router.helpers for flow in HELPERS[name].flows],
         drops=drops,
         sysctls=sysctls,
     )
 
 
 def render_ruleset(router: RouterPlan) -> str:
-    return render("router/rules.v4.j2", router=router, prefix=COMMENT_PREFIX)
+    return render("router/rules.v4.j2", router=router, prefix=COMMENT_PREFIX, gre_not_tied=comments.INPUT_GRE_NOT_TIED)

@@ -38,14 +38,22 @@ BOOT_TIMEOUT = 90.0
 HALT_TIMEOUT = 20.0
 # Loaded at boot: device nodes appear only once their module is loaded, nf_nat_pptp is
 # never loaded on demand, and iptables-legacy in a container cannot load its tables.
-MODULES = [
-    "tun", "veth", "bridge", "overlay", "ppp_generic", "ppp_async", "ppp_deflate", "ppp_mppe", "pptp",
-    "l2tp_ppp", "esp4", "xfrm_user", "ip_tables", "iptable_filter", "iptable_nat", "iptable_raw",
-    "iptable_mangle", "nf_conntrack_pptp", "nf_nat_pptp", "xt_CT", "xt_comment", "xt_conntrack",
-    "xt_MASQUERADE", "xt_policy", "xt_tcpudp", "sch_netem",
-    # AES-GCM for ESP (strongSwan's default ESP proposal): autoloaded on the first SA otherwise, ~2 s
-    "gcm", "ghash_generic", "ctr", "seqiv",
+# These the lab always needs; each protocol and router helper adds its own (guest_modules()).
+BASE_MODULES = [
+    "tun", "veth", "bridge", "overlay", "ip_tables", "iptable_filter", "iptable_nat", "iptable_raw",
+    "iptable_mangle", "xt_comment", "xt_conntrack", "xt_MASQUERADE", "xt_tcpudp", "sch_netem",
 ]
+
+
+def guest_modules() -> list[str]:
+    """The base modules, every registered protocol's and every router helper's, once each."""
+    from lab.protocols import PROTOCOLS
+    from lab.router.helpers import helper_modules
+
+    protocols = [m for p in PROTOCOLS.values() for m in p.guest_modules]
+    return list(dict.fromkeys([*BASE_MODULES, *protocols, *helper_modules()]))
+
+
 GUEST_TOOLS = ["unshare", "socat", "ip", "mkfs.ext4", "dockerd", "containerd"]
 
 
@@ -221,7 +229,7 @@ class UmlGuest:
                 raise PrerequisiteError("mkfs.ext4", made.stderr.strip() or "failed to format the guest disk")
         host_ip, guest_ip = "169.254.64.1", "169.254.64.2"
         common = dict(slot_dir=slot.path, guest_ip=guest_ip, engine_port=ENGINE_PORT)
-        init = render("uml/init.sh.j2", modules_dir=MODULES_ROOT / str(kernel_release()), modules=MODULES, **common)
+        init = render("uml/init.sh.j2", modules_dir=MODULES_ROOT / str(kernel_release()), modules=guest_modules(), **common)
         launch = render(
             "uml/launch.sh.j2", host_ip=host_ip, tap="vpnlab-tap", socket=slot.socket, kernel=KERNEL,
             memory=MEMORY, disk=slot.disk, **common,

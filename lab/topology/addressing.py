@@ -2,8 +2,9 @@
 
 LAN: the router owns the first address, clients follow from .10.
 WAN: the router owns the first address, servers follow from .10.
-Tunnels: each protocol has its own 10.<base>.<server>.0/24 so that one client
-can hold several tunnels to one server at once; the server owns .1.
+Tunnels: each protocol has a network of its own (its ``tunnel_net``, e.g. 10.100.0.0/16)
+and server number S gets its S-th /24 (10.100.S.0/24), so that one client can hold
+several tunnels to one server at once; the server owns .1.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from lab.topology.model import Topology
 
 FIRST_HOST = 10
+TUNNEL_PREFIX = 24  # one per server in a protocol's tunnel network
 
 
 @dataclass(frozen=True)
@@ -27,14 +29,20 @@ class AddressPlan:
     server_index: dict[str, int]
     client_index: dict[str, int]
 
-    def tunnel_subnet(self, protocol_octet: int, server: str) -> ipaddress.IPv4Network:
-        return ipaddress.IPv4Network(f"10.{protocol_octet}.{self.server_index[server]}.0/24")
+    def tunnel_subnet(self, protocol_net: ipaddress.IPv4Network, server: str) -> ipaddress.IPv4Network:
+        """The server's /24 in a protocol's tunnel network: the S-th, S = the server's index."""
+        index = self.server_index[server]
+        if protocol_net.prefixlen > TUNNEL_PREFIX or index >= 2 ** (TUNNEL_PREFIX - protocol_net.prefixlen):
+            raise ValueError(f"{protocol_net} has no /{TUNNEL_PREFIX} for server number {index}")
+        return ipaddress.IPv4Network((int(protocol_net.network_address) + (index << (32 - TUNNEL_PREFIX)), TUNNEL_PREFIX))
 
-    def tunnel_server_address(self, protocol_octet: int, server: str) -> ipaddress.IPv4Address:
-        return self.tunnel_subnet(protocol_octet, server).network_address + 1
+    def tunnel_server_address(self, protocol_net: ipaddress.IPv4Network, server: str) -> ipaddress.IPv4Address:
+        return self.tunnel_subnet(protocol_net, server).network_address + 1
 
-    def tunnel_client_address(self, protocol_octet: int, server: str, client: str) -> ipaddress.IPv4Address:
-        return self.tunnel_subnet(protocol_octet, server).network_address + FIRST_HOST + self.client_index[client]
+    def tunnel_client_address(
+        self, protocol_net: ipaddress.IPv4Network, server: str, client: str
+    ) -> ipaddress.IPv4Address:
+        return self.tunnel_subnet(protocol_net, server).network_address + FIRST_HOST + self.client_index[client]
 
 
 def plan_addresses(topology: Topology) -> AddressPlan:

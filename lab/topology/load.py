@@ -67,7 +67,7 @@ def _location(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("function-after[check_name(), str]",):
+        elif part in ("function-after[check_name(), str]", "[key]"):
             continue
         else:
             out += f".{part}" if out else str(part)
@@ -93,6 +93,29 @@ def _listed(data: dict[str, Any], key: str) -> list[Any]:
 
 def _names(items: list[Any]) -> list[str]:
     return [i["name"] for i in items if isinstance(i, dict) and isinstance(i.get("name"), str)]
+
+
+def port_clashes(protocols: list[str]) -> list[str]:
+    """Two protocols on one server that listen on the same port (unless one shared daemon,
+    such as charon for every IPsec protocol, serves both)."""
+    from lab.protocols import PROTOCOLS
+
+    clashes = []
+    for j, first in enumerate(protocols):
+        for second in protocols[j + 1:]:
+            ports = [
+                mine.label
+                for mine in PROTOCOLS[first].listens
+                for theirs in PROTOCOLS[second].listens
+                if (mine.proto, mine.port) == (theirs.proto, theirs.port)
+                and (mine.shared_by is None or mine.shared_by != theirs.shared_by)
+            ]
+            if ports:
+                clashes.append(
+                    f"'{first}' and '{second}' cannot share a server: both listen on "
+                    f"{' and '.join(dict.fromkeys(ports))} (use two servers)"
+                )
+    return clashes
 
 
 def cross_reference_problems(data: dict[str, Any]) -> list[Problem]:
@@ -132,14 +155,8 @@ def cross_reference_problems(data: dict[str, Any]) -> list[Problem]:
                 problems.append(Problem(where, f"unknown protocol '{proto}' (known: {known_protocols})"))
             elif proto in protocols[:j]:
                 problems.append(Problem(where, f"protocol '{proto}' is listed twice"))
-        if "l2tp" in protocols and "l2tp-ipsec" in protocols:
-            problems.append(
-                Problem(
-                    f"servers[{i}].protocols",
-                    "'l2tp' and 'l2tp-ipsec' cannot share a server: both listen on UDP 1701, and an "
-                    "L2TP/IPsec server refuses L2TP that IPsec does not protect (use two servers)",
-                )
-            )
+        known = [p for p in dict.fromkeys(protocols) if isinstance(p, str) and p in PROTOCOLS]
+        problems += [Problem(f"servers[{i}].protocols", clash) for clash in port_clashes(known)]
         if isinstance(server.get("name"), str):
             served[server["name"]] = [p for p in protocols if isinstance(p, str)]
 

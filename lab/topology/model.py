@@ -37,12 +37,25 @@ def check_name(value: str) -> str:
 Name = Annotated[str, AfterValidator(check_name)]
 
 
-class Passthrough(Strict):
-    """What the router forwards for each legacy VPN family (vendors' toggles)."""
+def passthrough_family(value: str) -> str:
+    """A key of ``router.passthrough``: a family some registered protocol declares."""
+    from lab.protocols import passthrough_families  # the protocols import this module
 
-    pptp: bool = True
-    l2tp: bool = True
-    ipsec: bool = True
+    known = passthrough_families()
+    if value not in known:
+        raise ValueError(f"unknown passthrough family '{value}' (known: {', '.join(known)})")
+    return value
+
+
+def every_family(switches: dict[str, bool]) -> dict[str, bool]:
+    """All families, in registry order, on unless switched off."""
+    from lab.protocols import passthrough_families
+
+    return {family: switches.get(family, True) for family in passthrough_families()}
+
+
+# What the router forwards for each legacy VPN family (vendors' toggles): family -> on.
+Passthrough = Annotated[dict[Annotated[str, AfterValidator(passthrough_family)], bool], AfterValidator(every_family)]
 
 
 class Conntrack(Strict):
@@ -102,7 +115,7 @@ class BlockRule(Strict):
 class Router(Strict):
     nat: Literal["masquerade", "none"] = "masquerade"
     helpers: list[str] = Field(default_factory=list)
-    passthrough: Passthrough = Field(default_factory=Passthrough)
+    passthrough: Passthrough = Field(default_factory=lambda: every_family({}), validate_default=True)
     block: list[BlockRule] = Field(default_factory=list)
     conntrack: Conntrack = Field(default_factory=Conntrack)
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from lab.check import parse_result
-from lab.evidence import conntrack_lines, drops_for, flow_entries, rule_hits
+from lab.evidence import Evidence, RouterEvidence, conntrack_lines, drops_for, flow_entries, rule_hits
+from lab.protocols import PROTOCOLS
 from lab.protocols.base import Flow
+from lab.router.comments import INPUT_GRE_NOT_TIED
 
 COUNTERS = """chain FORWARD
 Chain FORWARD (policy DROP 0 packets, 0 bytes)
@@ -58,3 +60,39 @@ def test_parse_result_reads_the_verdict_line() -> None:
     )
     observed, millis, detail = parse_result("sh: 1: oops\n", 2)
     assert observed == "error" and millis is None and "oops" in detail and "exit 2" in detail
+
+
+PPTP_CONNTRACK = """\
+tcp      6 431990 ESTABLISHED src=192.168.100.10 dst=203.0.113.10 sport=40000 dport=1723 src=203.0.113.10 dst=203.0.113.1 sport=1723 dport=40000 [ASSURED] mark=0 use=1
+gre      47 29 src=192.168.100.10 dst=203.0.113.10 srckey=0x0 dstkey=0x0 [UNREPLIED] src=203.0.113.10 dst=203.0.113.1 srckey=0x0 dstkey=0x0 mark=0 use=1
+"""
+PPTP_COUNTERS = f"""chain INPUT
+       5      400 DROP       47   --  wan0   *       0.0.0.0/0            0.0.0.0/0            /* {INPUT_GRE_NOT_TIED} */
+"""
+
+
+def test_router_evidence_is_typed() -> None:
+    router = RouterEvidence.parse(PPTP_CONNTRACK + CONNTRACK, COUNTERS + PPTP_COUNTERS)
+    [control] = router.entries("tcp", 1723)
+    assert control.assured and not control.unreplied and control.helper is None and control.dport == 1723
+    [gre] = router.entries("gre")
+    assert gre.unreplied and gre.dport is None
+    assert router.packets(INPUT_GRE_NOT_TIED, chain="INPUT") == 5
+    assert router.packets(INPUT_GRE_NOT_TIED, chain="FORWARD") is None
+    assert router.packets("vpnlab: block udp/1194") == 7
+
+
+def test_pptp_diagnosis_reads_the_gre_drop_counter() -> None:
+    evidence = Evidence(
+        client={"pppd": "LCP: timeout sending Config-Requests", "auth": "rcvd [LCP ConfReq id=0x1 <auth chap MS-v2>]"},
+        server={"log": "rcvd [LCP ConfReq id=0x1]"},
+        router=RouterEvidence.parse(PPTP_CONNTRACK, PPTP_COUNTERS),
+    )
+    assert PROTOCOLS["pptp"].diagnose(evidence) == [
+        "TCP 1723 established",
+        "GRE from the server not translated back (the client's GRE entry in router conntrack stays [UNREPLIED]; "
+        "rule 'vpnlab: input gre from wan not tied to a call' dropped 5 packets sent to the router itself)",
+        "the server's pppd got the client's LCP requests, the client none of the server's",
+        "LCP timed out (client pppd: 'LCP: timeout sending Config-Requests')",
+        "no pptp helper on the router (no helper=pptp in its conntrack)",
+    ]

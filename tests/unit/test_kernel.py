@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from lab.errors import VpnlabError
-from lab.kernel import FEATURE_NAMES, PROTOCOL_REQUIREMENTS, check_protocol, parse_probe
+from lab.kernel import FEATURE_NAMES, check_protocol, parse_probe
+from lab.protocols import PROTOCOLS
 
-# Real output of PROBE_SCRIPT in vpnlab/base:latest on this machine's host kernel.
+# Real output of the probe script (lab/templates/kernel/probe.sh.j2) in vpnlab/base:latest on this machine's host kernel.
 HOST = """\
 tools=yes missing: none
 release=yes 6.18.44-fc-v669 x86_64
@@ -49,7 +50,7 @@ ESP = "ESP (esp4)"
 def verdicts(text: str) -> dict[str, tuple[bool | None, str, list[str]]]:
     kf = parse_probe(text)
     out = {}
-    for name in PROTOCOL_REQUIREMENTS:
+    for name in PROTOCOLS:
         s = check_protocol(name, kf)
         out[name] = (s.runnable, s.via, s.missing)
     return out

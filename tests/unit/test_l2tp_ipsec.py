@@ -6,7 +6,9 @@ from __future__ import annotations
 from lab.plan import plan_lab
 from lab.protocols import PROTOCOLS, strongswan
 from lab.protocols.base import Environment
-from lab.protocols.l2tp_ipsec import DROP_COMMENT, esp_packets, ikev1_failure_facts, shared_nat_facts
+from lab.evidence import Evidence, RouterEvidence
+from lab.protocols.l2tp_ipsec import DROP_COMMENT, shared_nat_facts
+from lab.protocols.strongswan import esp_packets, ikev1_failure_facts
 from lab.topology import load_topology
 
 from .conftest import HERE, FixedSecrets, compare_golden
@@ -111,16 +113,20 @@ l2tp-ipsec-vpn: #1, ESTABLISHED, IKEv1, d45f31a60c2a1b64_i* bf5cfdbe225fef73_r
 
 
 def test_diagnosis_of_an_l2tp_ipsec_tunnel_that_came_up() -> None:
-    facts = PROTOCOLS["l2tp-ipsec"].diagnose({
-        "swanctl --list-sas": UP_SAS,
-        "charon log": "[IKE] <l2tp-ipsec-vpn|1> local host is behind NAT, sending keep alives",
-        "xfrm state": "encap type espinudp sport 4500 dport 4500 addr 0.0.0.0",
-        "server charon log": "[IKE] <1> remote host is behind NAT",
-        "server unprotected L2TP dropped": f"0 0 DROP 17 -- * * 0.0.0.0/0 0.0.0.0/0 /* {DROP_COMMENT} */",
-        "router conntrack": "udp 17 118 src=192.168.100.10 dst=203.0.113.10 sport=4500 dport=4500 src=...",
-        "xl2tpd": "xl2tpd[1]: Connection established to 203.0.113.10, 1701.\nxl2tpd[1]: Call established with",
-        "backend": "loaded plugins: charon kernel-netlink",
-    })
+    facts = PROTOCOLS["l2tp-ipsec"].diagnose(Evidence(
+        client={
+            "swanctl --list-sas": UP_SAS,
+            "charon log": "[IKE] <l2tp-ipsec-vpn|1> local host is behind NAT, sending keep alives",
+            "xfrm state": "encap type espinudp sport 4500 dport 4500 addr 0.0.0.0",
+            "xl2tpd": "xl2tpd[1]: Connection established to 203.0.113.10, 1701.\nxl2tpd[1]: Call established with",
+            "backend": "loaded plugins: charon kernel-netlink",
+        },
+        server={
+            "charon log": "[IKE] <1> remote host is behind NAT",
+            "unprotected L2TP dropped": f"0 0 DROP 17 -- * * 0.0.0.0/0 0.0.0.0/0 /* {DROP_COMMENT} */",
+        },
+        router=RouterEvidence.parse("udp 17 118 src=192.168.100.10 dst=203.0.113.10 sport=4500 dport=4500 src=..."),
+    ))
     assert facts[:5] == [
         "IPsec: IKEv1 SA (pre-shared key) and transport-mode CHILD_SA established",
         "NAT-T: the client found itself behind NAT, the server found the client behind NAT",
@@ -133,15 +139,21 @@ def test_diagnosis_of_an_l2tp_ipsec_tunnel_that_came_up() -> None:
 
 
 def test_diagnosis_of_a_wrong_psk_client_that_fell_back_to_plain_l2tp() -> None:
-    facts = PROTOCOLS["l2tp-ipsec"].diagnose({
-        "swanctl --list-sas": "l2tp-ipsec-vpn: #1, CONNECTING, IKEv1",
-        "charon log": "[IKE] <l2tp-ipsec-vpn|1> sending retransmit 1 of request message ID 0, seq 3\n"
-                      "[IKE] <l2tp-ipsec-vpn|1> sending retransmit 2 of request message ID 0, seq 3",
-        "client log": "vpnlab: IPsec not up after 10.4 s; dialling plain L2TP anyway (fallback)",
-        "server charon log": "[ENC] <1> invalid ID_V1 payload length, decryption failed?",
-        "server unprotected L2TP dropped": f"4  528 DROP 17 -- * * 0.0.0.0/0 0.0.0.0/0 /* {DROP_COMMENT} */",
-        "router conntrack": "udp 17 29 src=192.168.100.10 dst=203.0.113.10 sport=1701 dport=1701 [UNREPLIED] src=...",
-    })
+    facts = PROTOCOLS["l2tp-ipsec"].diagnose(Evidence(
+        client={
+            "swanctl --list-sas": "l2tp-ipsec-vpn: #1, CONNECTING, IKEv1",
+            "charon log": "[IKE] <l2tp-ipsec-vpn|1> sending retransmit 1 of request message ID 0, seq 3\n"
+                          "[IKE] <l2tp-ipsec-vpn|1> sending retransmit 2 of request message ID 0, seq 3",
+            "client log": "vpnlab: IPsec not up after 10.4 s; dialling plain L2TP anyway (fallback)",
+        },
+        server={
+            "charon log": "[ENC] <1> invalid ID_V1 payload length, decryption failed?",
+            "unprotected L2TP dropped": f"4  528 DROP 17 -- * * 0.0.0.0/0 0.0.0.0/0 /* {DROP_COMMENT} */",
+        },
+        router=RouterEvidence.parse(
+            "udp 17 29 src=192.168.100.10 dst=203.0.113.10 sport=1701 dport=1701 [UNREPLIED] src=..."
+        ),
+    ))
     for expected in (
         "the server answered, then IKEv1 Main Mode message 5 was sent 3 times and never accepted",
         "the server could not decrypt the client's Main Mode message 5 (identity and hash): the pre-shared keys differ",

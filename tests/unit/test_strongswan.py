@@ -85,21 +85,24 @@ def test_transport_psk_connection_for_l2tp_ipsec() -> None:
 
 
 def test_diagnosis_reads_backend_nat_and_failures() -> None:
+    from lab.evidence import Evidence
     from lab.protocols import PROTOCOLS
 
-    facts = PROTOCOLS["ikev2"].diagnose({
+    facts = PROTOCOLS["ikev2"].diagnose(Evidence(client={
         "backend": "12:00:00 00[LIB] loaded plugins: charon openssl kernel-netlink socket-default vici",
         "charon log": "[IKE] <ikev2-vpn|1> retransmit 2 of request with message ID 0\n",
         "swanctl --list-sas": "ikev2-vpn: #1, CONNECTING, IKEv2",
-    })
+    }))
     assert "IKE_SA_INIT sent 3 times without an answer from the server" in facts
     assert any(f.startswith("IPsec backend: kernel ESP") for f in facts)
-    up = PROTOCOLS["ikev2"].diagnose({
-        "charon log": "[IKE] local host is behind NAT, sending keep alives\n[IKE] installing new virtual IP 10.106.0.10",
-        "server charon log": "[IKE] <1> remote host is behind NAT",
-        "swanctl --list-sas": "ikev2-vpn: #1, ESTABLISHED\n  ikev2-vpn: #1, reqid 1, INSTALLED, TUNNEL-in-UDP",
-        "xfrm state": "encap type espinudp sport 4500 dport 4500",
-    })
+    up = PROTOCOLS["ikev2"].diagnose(Evidence(
+        client={
+            "charon log": "[IKE] local host is behind NAT, sending keep alives\n[IKE] installing new virtual IP 10.106.0.10",
+            "swanctl --list-sas": "ikev2-vpn: #1, ESTABLISHED\n  ikev2-vpn: #1, reqid 1, INSTALLED, TUNNEL-in-UDP",
+            "xfrm state": "encap type espinudp sport 4500 dport 4500",
+        },
+        server={"charon log": "[IKE] <1> remote host is behind NAT"},
+    ))
     assert "IKEv2 IKE_SA and CHILD_SA established, virtual IP 10.106.0.10" in up
     assert "NAT-T: the client found itself behind NAT, the server found the client behind NAT" in up
     assert "ESP encapsulated in UDP 4500" in up

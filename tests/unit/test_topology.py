@@ -35,7 +35,7 @@ def test_minimal_topology_gets_router_defaults() -> None:
     topology = parse_topology("name: tiny\nservers: [{name: vpn, protocols: [wireguard]}]\nclients: [{name: a}]\n")
     assert topology.router.nat == "masquerade"
     assert topology.router.helpers == []
-    assert topology.router.passthrough.pptp and topology.router.passthrough.l2tp and topology.router.passthrough.ipsec
+    assert topology.router.passthrough == {"pptp": True, "l2tp": True, "ipsec": True}
     assert topology.tunnels == []
 
 
