@@ -15,7 +15,7 @@ from lab.protocols import PROTOCOLS
 from lab.protocols.base import CONF_DIR, LOG_DIR, RUN_DIR, Environment, NodeFile, ServerContext
 from lab.render import render
 from lab.router.rules import render_ruleset
-from lab.tunnels import tunnel_files
+from lab.check.scripts import tunnel_files
 
 if TYPE_CHECKING:  # pragma: no cover
     from lab.plan import LabPlan

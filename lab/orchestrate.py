@@ -16,13 +16,13 @@ import docker
 from rich.console import Console
 
 from lab.capabilities import Capabilities
-from lab.check import check_tunnels
+from lab.check.run import check_tunnels
 from lab.credentials import LabSecrets
 from lab.errors import LabNotFound
 from lab.images import ensure_images, image_tag, missing_images
 from lab.kernel import probe_engine_kernel
 from lab.plan import LabPlan, plan_lab
-from lab.results import RunResult, TunnelResult
+from lab.check.results import RunResult, TunnelResult
 from lab.runtime.engine import connect
 from lab.runtime.image_sync import sync_images
 from lab.runtime.lab import DockerLab, holds_labs, this_owner

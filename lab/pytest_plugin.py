@@ -24,7 +24,7 @@ import yaml
 from testinfra.backend.docker import DockerBackend
 
 from lab.errors import DockerUnavailable, VpnlabError
-from lab.results import TunnelResult
+from lab.check.results import TunnelResult
 from lab.runtime.engine import container_name
 from lab.runtime.lab import DockerLab, ExecResult
 from lab.topology import Topology, load_topology, parse_topology

@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lab import __version__
-from lab.results import RunResult
+from lab.check.results import RunResult
 
 STYLE = {"up": "green", "down": "yellow", "skipped": "blue", "error": "red"}
 

@@ -7,7 +7,7 @@ port clashes), the router's passthrough switches and drops, the kernel verdicts 
 
 Its methods are pure: they render files and shell commands from the topology and
 the lab's credentials. The runtime copies the files into the nodes and runs the
-commands; ``lab.check`` turns what it saw into a verdict and an :class:`~lab.evidence.Evidence`
+commands; ``lab.check`` turns what it saw into a verdict and an :class:`~lab.check.evidence.Evidence`
 that the protocol's ``diagnose`` reads.
 """
 
@@ -23,7 +23,7 @@ from lab.topology.addressing import AddressPlan
 from lab.topology.model import Topology, Tunnel
 
 if TYPE_CHECKING:  # pragma: no cover
-    from lab.evidence import Evidence
+    from lab.check.evidence import Evidence
 
 LOG_DIR = "/var/log/vpnlab"
 RUN_DIR = "/run/vpnlab"

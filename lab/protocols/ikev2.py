@@ -40,7 +40,7 @@ from lab.protocols.base import Flow, NodeFile, Protocol, ServerContext, TunnelCo
 from lab.render import render
 
 if TYPE_CHECKING:  # pragma: no cover
-    from lab.evidence import Evidence
+    from lab.check.evidence import Evidence
 
 CONN = "ikev2"
 POOL_FIRST_HOST = 10

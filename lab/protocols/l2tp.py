@@ -18,7 +18,7 @@ from lab.protocols.ppp import COMMON_OPTIONS, PPP_MODULES, PppProtocol, chap_sec
 from lab.render import render
 
 if TYPE_CHECKING:  # pragma: no cover
-    from lab.evidence import Evidence
+    from lab.check.evidence import Evidence
 
 PORT = 1701
 

@@ -43,7 +43,7 @@ from lab.protocols.l2tp import PORT, L2tp
 from lab.render import render
 
 if TYPE_CHECKING:  # pragma: no cover
-    from lab.evidence import Evidence
+    from lab.check.evidence import Evidence
 
 CONN = "l2tp-ipsec"
 FILES = f"{CONF_DIR}/l2tp-ipsec"
@@ -139,7 +139,7 @@ class L2tpIpsec(L2tp):
 
     def client_start(self, ctx: TunnelContext) -> list[str]:
         fallback = ctx.tunnel.options.get("fallback") is True
-        limit = ctx.tunnel.deadline or self.deadline  # the up-check's deadline (lab.tunnels)
+        limit = ctx.tunnel.deadline or self.deadline  # the up-check's deadline (lab.check.scripts)
         wait = min(FALLBACK_WAIT, limit) if fallback else limit
         return [
             strongswan.start_command(),

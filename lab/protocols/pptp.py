@@ -29,7 +29,7 @@ from lab.render import render
 from lab.router.comments import INPUT_GRE_NOT_TIED
 
 if TYPE_CHECKING:  # pragma: no cover
-    from lab.evidence import Evidence, RouterEvidence
+    from lab.check.evidence import Evidence, RouterEvidence
 
 PORT = 1723
 FILES = f"{CONF_DIR}/pptp"

@@ -14,7 +14,7 @@ from lab.protocols.base import CONF_DIR, LOG_DIR, Flow, Listen, NodeFile, Protoc
 from lab.render import render
 
 if TYPE_CHECKING:  # pragma: no cover
-    from lab.evidence import Evidence
+    from lab.check.evidence import Evidence
 
 PORT = 51820
 

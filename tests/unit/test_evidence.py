@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from lab.check import parse_result
-from lab.evidence import Evidence, RouterEvidence, conntrack_lines, drops_for, flow_entries, rule_hits
+from lab.check.explain import parse_result
+from lab.check.evidence import Evidence, RouterEvidence, conntrack_lines, drops_for, flow_entries, rule_hits
 from lab.protocols import PROTOCOLS
 from lab.protocols.base import Flow
 from lab.router.comments import INPUT_GRE_NOT_TIED

@@ -6,7 +6,7 @@ from __future__ import annotations
 from lab.plan import plan_lab
 from lab.protocols import PROTOCOLS, strongswan
 from lab.protocols.base import Environment
-from lab.evidence import Evidence, RouterEvidence
+from lab.check.evidence import Evidence, RouterEvidence
 from lab.protocols.l2tp_ipsec import DROP_COMMENT, shared_nat_facts
 from lab.protocols.strongswan import esp_packets, ikev1_failure_facts
 from lab.topology import load_topology

@@ -10,7 +10,7 @@ from rich.console import Console
 from lab import __version__, resources
 from lab.images import IMAGES, images_dir
 from lab.report import print_result
-from lab.results import RunResult, TunnelResult
+from lab.check.results import RunResult, TunnelResult
 
 
 def test_every_image_folder_and_topology_is_found_through_the_package(monkeypatch: pytest.MonkeyPatch) -> None:

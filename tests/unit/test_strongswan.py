@@ -85,7 +85,7 @@ def test_transport_psk_connection_for_l2tp_ipsec() -> None:
 
 
 def test_diagnosis_reads_backend_nat_and_failures() -> None:
-    from lab.evidence import Evidence
+    from lab.check.evidence import Evidence
     from lab.protocols import PROTOCOLS
 
     facts = PROTOCOLS["ikev2"].diagnose(Evidence(client={

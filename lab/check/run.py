@@ -1,5 +1,9 @@
 """Checking tunnels on a running lab: start, wait for the ping, gather evidence, explain.
 
+One exec per tunnel runs its up-check (``scripts``), three more gather the client's,
+the router's and the server's evidence (``evidence``), the protocol reads it and
+``explain`` words the verdict; the result is a ``results.TunnelResult``.
+
 Tunnels are checked in parallel; each verdict comes from its own deadline
 (15 s at most for WireGuard and OpenVPN), and a tunnel that stays down gets
 a reason built from the router's counters and conntrack and the client's logs.
@@ -11,22 +15,22 @@ import time
 from typing import TYPE_CHECKING
 
 from lab.capabilities import Capabilities
-from lab.evidence import (
+from lab.check.evidence import (
     ConntrackEntry,
     Evidence,
     RouterEvidence,
-    RuleHit,
     conntrack_lines,
     drops_for,
     flow_entries,
     router_evidence_command,
     rule_hits,
 )
+from lab.check.explain import explain, parse_result
+from lab.check.results import TunnelResult
+from lab.check.scripts import parse_sections, sections_command, tunnel_dir
 from lab.protocols import PROTOCOLS
-from lab.protocols.base import Flow, TunnelContext
-from lab.results import TunnelResult
+from lab.protocols.base import TunnelContext
 from lab.runtime.lab import DockerLab, parallel
-from lab.tunnels import parse_sections, sections_command, tunnel_dir
 
 if TYPE_CHECKING:  # pragma: no cover
     from lab.plan import LabPlan
@@ -99,40 +103,3 @@ def check_tunnel(lab: DockerLab, ctx: TunnelContext, router_node: str) -> Tunnel
     return TunnelResult(
         tunnel.client, tunnel.server, tunnel.protocol, tunnel.expect, observed, reason, round(seconds, 2), evidence
     )
-
-
-def parse_result(output: str, exit_code: int) -> tuple[str, int | None, str]:
-    for line in reversed(output.splitlines()):
-        if line.startswith("vpnlab-result "):
-            parts = line.split(" ", 3)
-            if len(parts) == 4 and parts[1] in ("up", "down", "error") and parts[2].isdigit():
-                return parts[1], int(parts[2]), parts[3]
-    tail = " | ".join(output.strip().splitlines()[-3:]) or "no output"
-    return "error", None, f"the up-check ended without a verdict (exit {exit_code}): {tail}"
-
-
-def explain(
-    observed: str,
-    detail: str,
-    protocol_facts: list[str],
-    entries: list[str],
-    hits: list[RuleHit],
-    flows: tuple[Flow, ...],
-    ctx: TunnelContext,
-) -> str:
-    """The verdict's detail, then the router's evidence, then what the protocol read in its logs."""
-    facts = [detail]
-    if observed == "up":
-        if entries:
-            facts.append(f"router conntrack holds {len(entries)} entr{'y' if len(entries) == 1 else 'ies'} for the flow")
-        return "; ".join(facts + protocol_facts)
-    for hit in hits:
-        facts.append(f"router rule '{hit.comment}' ({hit.chain}) dropped {hit.packets} packets")
-    labels = ", ".join(f.label for f in flows)
-    if not entries and not hits:
-        facts.append(f"no router conntrack entry for {labels} to {ctx.server_wan}")
-    elif any("[UNREPLIED]" in line for line in entries):
-        facts.append(f"router conntrack shows {labels} to {ctx.server_wan} unreplied")
-    elif entries:
-        facts.append(f"router conntrack shows {labels} to {ctx.server_wan} answered")
-    return "; ".join(facts + protocol_facts)

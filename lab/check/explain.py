@@ -1,0 +1,43 @@
+"""Wording a verdict: the up-check's own line, then the router's evidence, then the protocol's facts."""
+
+from __future__ import annotations
+
+from lab.check.evidence import RuleHit
+from lab.protocols.base import Flow, TunnelContext
+
+
+def parse_result(output: str, exit_code: int) -> tuple[str, int | None, str]:
+    for line in reversed(output.splitlines()):
+        if line.startswith("vpnlab-result "):
+            parts = line.split(" ", 3)
+            if len(parts) == 4 and parts[1] in ("up", "down", "error") and parts[2].isdigit():
+                return parts[1], int(parts[2]), parts[3]
+    tail = " | ".join(output.strip().splitlines()[-3:]) or "no output"
+    return "error", None, f"the up-check ended without a verdict (exit {exit_code}): {tail}"
+
+
+def explain(
+    observed: str,
+    detail: str,
+    protocol_facts: list[str],
+    entries: list[str],
+    hits: list[RuleHit],
+    flows: tuple[Flow, ...],
+    ctx: TunnelContext,
+) -> str:
+    """The verdict's detail, then the router's evidence, then what the protocol read in its logs."""
+    facts = [detail]
+    if observed == "up":
+        if entries:
+            facts.append(f"router conntrack holds {len(entries)} entr{'y' if len(entries) == 1 else 'ies'} for the flow")
+        return "; ".join(facts + protocol_facts)
+    for hit in hits:
+        facts.append(f"router rule '{hit.comment}' ({hit.chain}) dropped {hit.packets} packets")
+    labels = ", ".join(f.label for f in flows)
+    if not entries and not hits:
+        facts.append(f"no router conntrack entry for {labels} to {ctx.server_wan}")
+    elif any("[UNREPLIED]" in line for line in entries):
+        facts.append(f"router conntrack shows {labels} to {ctx.server_wan} unreplied")
+    elif entries:
+        facts.append(f"router conntrack shows {labels} to {ctx.server_wan} answered")
+    return "; ".join(facts + protocol_facts)
