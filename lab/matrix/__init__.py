@@ -1,0 +1,1 @@
+"""The passthrough matrix: every protocol against every router profile (model in result.py, outputs beside it)."""
