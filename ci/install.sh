@@ -10,14 +10,16 @@ set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV_PACKAGES=(python3-venv python3-pip git)
+# CI only, not `vpnlab setup`: the browser the HTML matrix report's screenshot test renders with.
+CI_PACKAGES=(chromium)
 
 export DEBIAN_FRONTEND=noninteractive
 
 step() { printf '[install] %s\n' "$*"; }
 
 # --- 1.+2. system packages and the Docker engine: the script `vpnlab setup` runs ---
-# (one source of truth; the venv step below needs three more packages)
-bash "$REPO/lab/setup/machine.sh" "${VENV_PACKAGES[@]}"
+# (one source of truth; the venv step below needs three more packages, the tests chromium)
+bash "$REPO/lab/setup/machine.sh" "${VENV_PACKAGES[@]}" "${CI_PACKAGES[@]}"
 
 # --- 3. Python virtual environment ------------------------------------------------
 VENV="$REPO/.venv"

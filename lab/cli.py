@@ -320,5 +320,45 @@ def doctor(as_json: bool, host_only: bool) -> None:
     sys.exit(0 if report.ok else 1)
 
 
+@main.group()
+def report() -> None:
+    """Matrix results: join the shards of a CI run into one matrix and write its reports."""
+
+
+REPORT_FORMATS = {"json": "JSON", "junit": "JUnit XML (a test per cell)", "markdown": "Markdown",
+                  "html": "one self-contained HTML file"}
+
+
+def _report_file(what: str) -> Callable[..., Any]:
+    return click.option(f"--{what}", f"{what}_file", type=click.Path(dir_okay=False, path_type=Path),
+                        help=f"Write the merged matrix as {REPORT_FORMATS[what]}.")
+
+
+@report.command("merge")
+@click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
+@_report_file("json")
+@_report_file("junit")
+@_report_file("markdown")
+@_report_file("html")
+@friendly
+def report_merge(results: tuple[Path, ...], json_file: Path | None, junit_file: Path | None,
+                 markdown_file: Path | None, html_file: Path | None) -> None:
+    """Join matrix results (one per shard) into one matrix: print it, write the reports.
+
+    Exits 0 when every cell equals its expectation, 1 otherwise (a skipped or missing cell too).
+    """
+    from lab.matrix.merge import merge
+    from lab.matrix.reading import load
+    from lab.matrix.reports import write_reports
+    from lab.matrix.terminal import print_matrix
+
+    merged = merge([load(path) for path in results], sources=[str(path) for path in results])
+    written = write_reports(merged, json=json_file, junit=junit_file, markdown=markdown_file, html=html_file)
+    print_matrix(merged, console)
+    for path in written:
+        console.print(f"wrote {escape(str(path))}")
+    sys.exit(0 if merged.passed else 1)
+
+
 if __name__ == "__main__":
     main()
