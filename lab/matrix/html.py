@@ -30,7 +30,7 @@ table.grid td a { display: block; padding: 10px 8px; color: inherit; text-decora
 table.grid td a:hover { outline: 2px solid #1d2329; outline-offset: -2px; }
 .up { background: var(--up); color: var(--up-ink); } .down { background: var(--down); color: var(--down-ink); }
 .skipped { background: var(--skip); color: var(--skip-ink); } .error { background: var(--error); color: var(--error-ink); }
-td.fail { box-shadow: inset 0 0 0 3px var(--error-ink); font-weight: 700; } td.fail a { color: var(--error-ink); }
+td.fail { box-shadow: inset 0 0 0 3px var(--error-ink); font-weight: 700; } table.grid td.fail a { color: var(--error-ink); }
 td.missing { color: var(--muted); background: #fff; padding: 10px 8px; }
 tr.nat td { padding: 8px; font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 13px; background: #fff; }
 .legend { display: flex; flex-wrap: wrap; gap: 14px; list-style: none; padding: 0; margin: 10px 0 4px; font-size: 13px; }
