@@ -10,7 +10,7 @@ from lab.matrix.result import (
     EXPECT, FORMAT, Cell, LabLayout, LabNode, MatrixFileError, MatrixResult, NatBehaviour, ProfileInfo,
     ShardError, parse_shard,
 )
-from lab.results import OBSERVED
+from lab.check.results import OBSERVED
 
 
 class _Bad(Exception):

@@ -13,7 +13,7 @@ from typing import Any
 
 from lab import __version__
 from lab.errors import VpnlabError
-from lab.results import TunnelResult
+from lab.check.results import TunnelResult
 
 FORMAT = "vpnlab-matrix/1"  # in every JSON, so a `vpnlab run` result is told apart from a matrix
 EXPECT = ("up", "down")
@@ -65,7 +65,7 @@ class Cell:
     server: str
     protocol: str
     expect: str  # 'up' | 'down'
-    observed: str  # one of lab.results.OBSERVED
+    observed: str  # one of lab.check.results.OBSERVED
     reason: str
     seconds: float
     evidence: dict[str, Any] = field(default_factory=dict)
