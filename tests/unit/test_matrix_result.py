@@ -10,7 +10,7 @@ import pytest
 from lab.matrix.merge import merge
 from lab.matrix.reading import load
 from lab.matrix.result import (
-    FORMAT, MatrixFileError, MatrixResult, MergeError, NatBehaviour, ShardError, parse_shard, shard_cells,
+    FORMAT, Cell, MatrixFileError, MatrixResult, MergeError, NatBehaviour, ShardError, parse_shard, shard_cells,
 )
 
 from .test_matrix_sample import PROTOCOLS, sample_matrix
@@ -146,3 +146,12 @@ def test_cell_lookup() -> None:
     assert result.cell("strict", "openvpn-tcp").observed == "up"
     assert result.cell("strict", "gopher") is None
     assert [c.protocol for c in result.cells[:7]] == PROTOCOLS
+
+
+def test_a_cell_is_made_from_a_run_tunnel_result() -> None:
+    from lab.check.results import TunnelResult
+
+    tunnel = TunnelResult("alice", "vpn", "pptp", "down", "down", "GRE dropped", 20.5, {"router_drops": ["x"]})
+    cell = Cell.from_tunnel("pptp-off", tunnel, "the router drops GRE")
+    assert cell.to_dict() == {**tunnel.to_dict(), "profile": "pptp-off", "expected_reason": "the router drops GRE"}
+    assert cell.anchor == "cell-pptp-off-pptp"
