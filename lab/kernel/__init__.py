@@ -11,21 +11,11 @@
 
 from __future__ import annotations
 
-from typing import Any
 
 from lab.kernel.features import FEATURE_LABELS, FEATURE_NAMES, Feature, KernelFeatures, parse_probe
 from lab.kernel.needs import Alternative, Need
 from lab.kernel.probe import PROBE_LABELS, PROBE_SCRIPT, PROBE_TIMEOUT_S, probe_engine_kernel
 from lab.kernel.support import ProtocolSupport, check_protocol, protocol_recommended, protocol_requirements
-
-
-def __getattr__(name: str) -> Any:
-    # The former tables, now derived from the registry on each access (protocols may be added).
-    if name == "PROTOCOL_REQUIREMENTS":
-        return protocol_requirements()
-    if name == "PROTOCOL_RECOMMENDED":
-        return protocol_recommended()
-    raise AttributeError(f"module 'lab.kernel' has no attribute {name!r}")
 
 
 __all__ = [

@@ -71,10 +71,6 @@ class Environment:
     esp: bool = False  # kernel ESP; otherwise IPsec runs through strongSwan's kernel-libipsec
     wireguard: bool = False  # kernel WireGuard; otherwise wireguard-go
 
-    @property
-    def ipsec_backend(self) -> str:
-        return "kernel" if self.esp else "libipsec"
-
 
 @dataclass(frozen=True)
 class ServerContext:
@@ -97,7 +93,7 @@ class TunnelContext:
     topology: Topology
     plan: AddressPlan
     tunnel: Tunnel
-    secrets: LabSecrets
+    secrets: LabSecrets | None  # None in a plan made only to check a running lab (nothing is rendered)
     environment: Environment = field(default_factory=Environment)
 
     @property
@@ -111,13 +107,6 @@ class TunnelContext:
     @property
     def log_path(self) -> str:
         return f"{LOG_DIR}/{self.tunnel.protocol}-{self.tunnel.server}.log"
-
-
-@dataclass
-class Diagnosis:
-    """Protocol-specific reading of the evidence, in words a person understands."""
-
-    facts: list[str] = field(default_factory=list)
 
 
 class Protocol:

@@ -8,7 +8,6 @@ is gone (removed in 6.0), so these rules are the only switch.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 
 @dataclass(frozen=True)
@@ -63,12 +62,6 @@ def passthrough_flows() -> dict[str, list[tuple[str, int | None]]]:
             if (flow.proto, flow.port) not in flows:
                 flows.append((flow.proto, flow.port))
     return families
-
-
-def __getattr__(name: str) -> Any:
-    if name == "PASSTHROUGH_FLOWS":  # the former table, now derived from the registry
-        return passthrough_flows()
-    raise AttributeError(f"module 'lab.router.helpers' has no attribute {name!r}")
 
 
 CONNTRACK_SYSCTLS: dict[str, str] = {
