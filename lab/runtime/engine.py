@@ -71,11 +71,13 @@ def context_endpoint(name: str, environ: Any = os.environ) -> Endpoint:
     root = docker_config_dir(environ) / "contexts"
     key = hashlib.sha256(name.encode()).hexdigest()
     meta_file = root / "meta" / key / "meta.json"
+    if not meta_file.exists():
+        raise DockerUnavailable(f"Docker context '{name}': not found (no {meta_file})")
     try:
         endpoint = json.loads(meta_file.read_text())["Endpoints"]["docker"]
         url = str(endpoint["Host"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DockerUnavailable(f"Docker context '{name}': not found or unreadable ({meta_file}: {exc})") from None
+        raise DockerUnavailable(f"Docker context '{name}': unreadable {meta_file} ({exc!r})") from None
     tls_dir = root / "tls" / key / "docker"
     ca, cert, key_file = (tls_dir / f for f in ("ca.pem", "cert.pem", "key.pem"))
     tls = None

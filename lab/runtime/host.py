@@ -18,7 +18,7 @@ class HostRuntime(Runtime):
     name = "docker"
     title = "the host's Docker engine"
     short = "host"
-    description = "the host's engine (or the one DOCKER_HOST or a Docker context names)"
+    description = "the host's engine, or the one DOCKER_HOST or a Docker context names"
     full_kernel = False
     concurrency = 8
 
