@@ -80,7 +80,7 @@ def bench_runtime(kind: str, runs: int) -> dict[str, list[float]]:
         session = new_session()
         try:
             session.open_runtime(kind)
-            if session.runtime.guest is not None:
+            if "guest_boot" in session.runtime.timings:
                 figures["guest boot"].append(session.runtime.timings["guest_boot"])
             session.capabilities()  # the probe, outside the measured figures
             figures["container start"].append(container_start(session))

@@ -57,29 +57,22 @@ def session():
     return new_session(console=errors)
 
 
-RUNTIME_HELP = (
-    "Where the lab's containers run: 'docker' (the host's engine), 'uml' (an engine in a "
-    "User-Mode Linux guest: a full kernel with PPP, L2TP and ESP), or 'auto' (the host's engine "
-    "when its kernel has what the tunnels need, the UML guest otherwise)."
-)
-
-
 def runtime_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    from lab.runtime.select import CHOICES
+    from lab.runtime.registry import CHOICES, choices_help
 
     return click.option(
         "--runtime", type=click.Choice(CHOICES), default="auto", show_default=True, envvar="VPNLAB_RUNTIME",
-        help=RUNTIME_HELP,
+        help=choices_help(),
     )(fn)
 
 
 def where_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    from lab.runtime.select import CHOICES
+    from lab.runtime.registry import CHOICES, RUNTIMES
 
+    each = ", ".join(f"'{name}' {cls.description}" for name, cls in RUNTIMES.items())
     return click.option(
         "--runtime", type=click.Choice(CHOICES), default="auto", show_default=True,
-        help="Where to look for labs: 'docker' the host's engine, 'uml' running User-Mode Linux "
-        "guests, 'auto' both.",
+        help=f"Where to look for labs: {each}; 'auto' all of them.",
     )(fn)
 
 
@@ -140,7 +133,7 @@ def up(topology: Path, runtime: str) -> None:
         lab_session.close()
         raise
     lab_session.close(keep_guest=True)
-    console.print(f"lab '{model.name}' is up ({chosen.kind}: {chosen.reason}): 'vpnlab check {model.name}' "
+    console.print(f"lab '{model.name}' is up ({chosen.name}: {chosen.reason}): 'vpnlab check {model.name}' "
                   f"tests its tunnels, 'vpnlab down {model.name}' removes it")
 
 
@@ -214,8 +207,7 @@ def status(as_json: bool, runtime: str) -> None:
 
     rows = []
     for engine in orchestrate.engines(session(), runtime):
-        where = engine.kind if engine.guest is None else f"uml ({engine.guest.slot.path.name})"
-        rows += [(where, lab) for lab in list_labs(engine.client)]
+        rows += [(engine.where, lab) for lab in list_labs(engine.client)]
     if as_json:
         console.print_json(json.dumps([{"runtime": where, **lab.__dict__} for where, lab in rows]))
         return
@@ -284,30 +276,37 @@ def init_command(directory: Path, name: str | None, force: bool) -> None:
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.option("--host-only", is_flag=True, help="Skip the User-Mode Linux runtime (which boots a guest to probe it).")
+@click.option("--host-only", is_flag=True, help="Only the host's engine (other runtimes may boot a guest to probe it).")
 @friendly
 def doctor(as_json: bool, host_only: bool) -> None:
-    """What this machine can run: engine, images, kernel features per protocol, for both runtimes."""
+    """What this machine can run: engine, images, kernel features per protocol, for every available runtime."""
     from lab.doctor import render, run_doctor
-    from lab.orchestrate import new_session
+    from lab.orchestrate import Session, new_session
     from lab.runtime.engine import connect
-    from lab.runtime.uml import uml_available
+    from lab.runtime.registry import HOST, RUNTIMES
 
-    sessions = []
+    sessions: list[Session] = []
 
-    def uml_engine():
-        usable, why = uml_available()
-        if not usable:
-            raise VpnlabError(f"User-Mode Linux runtime not available: {why}")
-        lab_session = new_session(console=None if as_json else errors)
-        sessions.append(lab_session)
-        lab_session.open_runtime("uml")
-        failed = lab_session.runtime.guest.modules_failed() if lab_session.runtime.guest else []
-        if failed:
-            errors.print(f"[yellow]guest modules that failed to load: {' '.join(failed)}[/yellow]")
-        return lab_session.client
+    def opened(name: str) -> Callable[[], Any]:
+        def engine() -> Any:
+            lab_session = new_session(console=None if as_json else errors)
+            sessions.append(lab_session)
+            runtime = lab_session.open_runtime(name)
+            for notice in runtime.notices():
+                errors.print(f"[yellow]{escape(notice)}[/yellow]")
+            return runtime.client
 
-    extra = [] if host_only else [(f"uml ({uml_available()[1]})", uml_engine)]
+        return engine
+
+    extra = []
+    for name, kind in RUNTIMES.items():
+        if name == HOST or host_only:
+            continue
+        usable, why = kind.available()
+        if usable:
+            extra.append((f"{name} ({why})", opened(name)))
+        else:
+            errors.print(f"[dim]{escape(name)} runtime not available: {escape(why)}[/dim]")
     try:
         report = run_doctor(lambda: connect(timeout=60), extra_runtimes=extra)
     finally:

@@ -24,10 +24,9 @@ from lab.kernel import probe_engine_kernel
 from lab.plan import LabPlan, plan_lab
 from lab.check.results import RunResult, TunnelResult
 from lab.runtime.engine import connect
-from lab.runtime.image_sync import sync_images
-from lab.runtime.lab import DockerLab, holds_labs, this_owner
-from lab.runtime.select import Runtime, auto_reason, host_runtime, uml_runtime
-from lab.runtime.uml import UmlGuest, running_slots, uml_available
+from lab.runtime.base import Runtime
+from lab.runtime.lab import DockerLab, this_owner
+from lab.runtime.registry import AUTO, choose_runtime, lab_engines
 from lab.topology.model import Topology
 
 
@@ -74,31 +73,23 @@ class Session:
         return self.capabilities(self.host).missing(t.protocol for t in topology.tunnels)
 
     def open_runtime(self, choice: str, topology: Topology | None = None) -> Runtime:
-        """Choose and start the runtime (docker, uml or auto) for this session."""
+        """Choose (see lab.runtime.registry.choose_runtime) and open the runtime for this session."""
         if self.runtime is not None:
             return self.runtime
         self.ensure_images()
-        if choice == "docker":
-            self.runtime = host_runtime(self.host, "requested: the host's Docker engine")
-        elif choice == "uml":
-            self.runtime = uml_runtime("requested: a User-Mode Linux guest's engine", self.say)
-        else:
-            needs_full, why = auto_reason(self.missing_on_host(topology) if topology else {})
-            usable, uml_why = uml_available()
-            if needs_full and usable:
-                self.runtime = uml_runtime(f"auto: {why}", self.say)
-            elif needs_full:
-                self.runtime = host_runtime(self.host, f"auto: {why}; no UML runtime ({uml_why})")
-            else:
-                self.runtime = host_runtime(self.host, f"auto: {why}")
-        if self.runtime.guest is not None:
-            loaded, seconds = sync_images(self.host, self.runtime.client, self.say)
-            self.runtime.timings["image_load"] = round(seconds, 2)
+
+        def needs() -> dict[str, list[str]]:
+            return self.missing_on_host(topology) if topology else {}
+
+        # Kept on the session before it opens: a failure half-way (a guest booted, images
+        # not loaded) is then stopped by close(), which every caller runs.
+        self.runtime = choose_runtime(choice, needs, host=self.host)
+        self.runtime.open(self.say)
         return self.runtime
 
     def close(self, keep_guest: bool = False) -> None:
         if self.runtime is not None:
-            self.runtime.close(keep_guest=keep_guest)
+            self.runtime.close(keep=keep_guest)
             self.runtime = None
 
 
@@ -142,7 +133,7 @@ def run(session: Session, topology: Topology, *, source: str, runtime: str = "au
         t0 = time.monotonic()
         results = check_plan(session, lab, plan)
         timings["check"] = round(time.monotonic() - t0, 2)
-        result = RunResult(topology.name, chosen.kind, chosen.reason, chosen.kernel, results)
+        result = RunResult(topology.name, chosen.name, chosen.reason, chosen.kernel, results)
     finally:
         if lab is not None and not keep:
             t0 = time.monotonic()
@@ -153,53 +144,29 @@ def run(session: Session, topology: Topology, *, source: str, runtime: str = "au
     return result
 
 
-@dataclass
-class Engine:
-    """An engine that may hold labs: the host's, or a running guest's."""
-
-    kind: str
-    client: docker.DockerClient
-    guest: UmlGuest | None = None
+def engines(session: Session, where: str = AUTO) -> list[Runtime]:
+    """The engines that may hold labs: of one runtime ('docker', 'uml', ...) or of all ('auto')."""
+    return lab_engines(session.host, where)
 
 
-def engines(session: Session, where: str = "auto") -> list[Engine]:
-    """The engines that may hold labs: 'docker' the host's, 'uml' running guests', 'auto' both."""
-    found = [Engine("docker", session.host)] if where in ("auto", "docker") else []
-    for slot in running_slots() if where in ("auto", "uml") else []:
-        guest = UmlGuest(slot)
-        if guest.engine_answers():
-            found.append(Engine("uml", guest.client(), guest))
-    return found
-
-
-def find_lab(session: Session, name: str, where: str = "auto") -> tuple[Engine, DockerLab]:
+def find_lab(session: Session, name: str, where: str = AUTO) -> tuple[Runtime, DockerLab]:
     for engine in engines(session, where):
-        lab = DockerLab(engine.client, name)
+        lab = DockerLab(engine.client, name, engine.concurrency)
         if lab.exists():
             return engine, lab
     raise LabNotFound(name)
 
 
-def check(session: Session, name: str, where: str = "auto") -> RunResult:
+def check(session: Session, name: str, where: str = AUTO) -> RunResult:
     """Check a running lab again, from a plan made from the topology kept in its router."""
-    engine, lab = find_lab(session, name, where)
-    runtime = Runtime(engine.kind, engine.client, "where the lab runs")
+    runtime, lab = find_lab(session, name, where)
     on_engine = Session(session.host, session.console, runtime)
     topology = lab.topology()
     plan = plan_lab(topology, on_engine.capabilities().environment)  # checking renders no secrets
     results = check_plan(on_engine, lab, plan)
-    return RunResult(name, runtime.kind, runtime.reason, runtime.kernel, results)
+    return RunResult(name, runtime.name, runtime.reason, runtime.kernel, results)
 
 
 def stop_idle_guests(session: Session) -> int:
-    """Stop guests that hold no lab; returns how many were stopped."""
-    stopped = 0
-    for engine in engines(session):
-        guest = engine.guest
-        if guest is None or holds_labs(engine.client):
-            continue
-        if guest.try_lock():  # not in use by another vpnlab process
-            guest.stop()
-            guest.release()
-            stopped += 1
-    return stopped
+    """Stop engines this process may stop (guests) that hold no lab; returns how many were stopped."""
+    return sum(1 for engine in engines(session) if engine.stop_if_idle())

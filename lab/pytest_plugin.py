@@ -14,7 +14,7 @@ reason, or fail with ``--vpnlab-require-engine`` (CI uses that).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -81,25 +81,18 @@ class RunningLab:
 
     @property
     def runtime(self) -> str:
-        return self.session.runtime.kind if self.session.runtime else "docker"
+        """The name of the runtime the lab runs on ('docker', 'uml', ...)."""
+        return self.session.runtime.name
 
     def host(self, node: str) -> Any:
         """A testinfra host for a node: testinfra's docker backend, aimed at the lab's engine."""
         from testinfra.host import Host
 
-        return Host(EngineDockerBackend(container_name(self.name, node), engine_url(self.lab.client)))
-
-
-def engine_url(client: Any) -> str:
-    """The address of a client's engine, as the docker CLI takes it after -H."""
-    url = client.api.base_url
-    if url.startswith("http+docker://"):  # the SDK's name for a unix socket
-        return "unix://" + client.api._custom_adapter.socket_path
-    return url
+        return Host(EngineDockerBackend(container_name(self.name, node), self.session.runtime.engine_url))
 
 
 class EngineDockerBackend(DockerBackend):
-    """testinfra's docker:// backend aimed at a named engine (the host's or a UML guest's)."""
+    """testinfra's docker:// backend aimed at a named engine (any runtime's ``engine_url``)."""
 
     def __init__(self, name: str, engine: str, *args: Any, **kwargs: Any):
         self.engine = engine
@@ -134,13 +127,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="fail (instead of skip) when no Docker engine answers",
     )
-    group.addoption(
-        "--vpnlab-runtime",
-        choices=("auto", "docker", "uml"),
-        default="auto",
-        help="where labs run: the host's engine, a User-Mode Linux guest's, or auto (the guest only "
-        "for topologies whose protocols the host kernel cannot run)",
-    )
+    from lab.runtime.registry import CHOICES, choices_help
+
+    group.addoption("--vpnlab-runtime", choices=CHOICES, default="auto", help=choices_help())
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -153,43 +142,50 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 class Runtimes:
-    """One session per runtime kind, made on first use; the UML guest boots at most once per test run."""
+    """One session per runtime, opened on first use (a guest boots at most once per test run).
+
+    Which runtime a topology or a test gets is decided by the same policy as the CLI's
+    (lab.runtime.registry.choose_runtime), from the host kernel's missing features.
+    """
 
     def __init__(self, choice: str, host_session: Any):
+        from lab.runtime.registry import HOST
+
         self.choice = choice
         self.host = host_session
-        self._uml: Any = None
+        self._sessions: dict[str, Any] = {HOST: host_session}
 
-    def uml(self) -> Any:
-        if self._uml is None:
+    def opened(self, name: str) -> Any | None:
+        """The session of runtime ``name`` if this test run has opened it, else None."""
+        return self._sessions.get(name)
+
+    def session(self, name: str) -> Any:
+        """The session of one runtime by its registry name ('docker', 'uml', ...), opened on first use."""
+        if name not in self._sessions:
             from lab.orchestrate import Session
 
             session = Session(self.host.host)
             try:
-                session.open_runtime("uml")
+                session.open_runtime(name)
             except VpnlabError as exc:
+                session.close()
                 pytest.fail(str(exc), pytrace=False)
-            self._uml = session
-        return self._uml
+            self._sessions[name] = session
+        return self._sessions[name]
 
-    def for_features(self, missing_on_host: bool) -> Any:
-        from lab.runtime.uml import uml_available
+    def for_needs(self, needs: Callable[[], dict[str, list[str]]]) -> Any:
+        """The session --vpnlab-runtime gives work whose host-kernel gaps ``needs()`` names."""
+        from lab.runtime.registry import choose_runtime
 
-        if self.choice == "uml" or (self.choice == "auto" and missing_on_host and uml_available()[0]):
-            return self.uml()
-        return self.host
-
-    def session(self, kind: str) -> Any:
-        """The session of one runtime kind: 'docker' (the host's engine) or 'uml'."""
-        return self.uml() if kind == "uml" else self.host
+        return self.session(choose_runtime(self.choice, needs).name)
 
     def for_topology(self, topology: Topology) -> Any:
-        lacking = any(self.host.missing_on_host(topology).values()) if self.choice == "auto" else False
-        return self.for_features(lacking)
+        return self.for_needs(lambda: self.host.missing_on_host(topology))
 
     def close(self, keep: bool) -> None:
-        if self._uml is not None:
-            self._uml.close(keep_guest=keep)
+        for session in self._sessions.values():
+            if session is not self.host:
+                session.close(keep_guest=keep)
 
 
 @pytest.fixture(scope="session")
@@ -197,7 +193,7 @@ def vpnlab_session(request: pytest.FixtureRequest) -> Any:
     """The host engine's session (images are built there)."""
     from lab.orchestrate import Session
     from lab.runtime.engine import connect
-    from lab.runtime.select import host_runtime
+    from lab.runtime.host import HostRuntime
 
     try:
         client = connect()
@@ -210,7 +206,7 @@ def vpnlab_session(request: pytest.FixtureRequest) -> Any:
         session.ensure_images()
     except VpnlabError as exc:
         pytest.fail(str(exc), pytrace=False)
-    session.runtime = host_runtime(client, "the host's Docker engine")
+    session.runtime = HostRuntime("the host's Docker engine", client)
     return session
 
 
@@ -243,7 +239,7 @@ def lab_from(
 ) -> Iterator[RunningLab]:
     """Bring a lab up (a path, a dict or a Topology) and remove it afterwards whatever happened.
 
-    ``runtime`` forces 'docker' or 'uml' (default: as --vpnlab-runtime decides for the
+    ``runtime`` forces a runtime by name, e.g. 'docker' or 'uml' (default: as --vpnlab-runtime decides for the
     topology); ``check_all`` checks every tunnel at once, in parallel, before the body runs.
     A module-scoped fixture for one more lab is then four lines::
 
@@ -331,10 +327,13 @@ def _vpnlab_requires_kernel(request: pytest.FixtureRequest) -> None:
     from lab.kernel import FEATURE_LABELS
 
     runtimes: Runtimes = request.getfixturevalue("vpnlab_runtimes")
-    host_features = runtimes.host.capabilities(runtimes.host.host).features
-    lacking_on_host = any(host_features.available(f) is not True for f in marker.args)
-    session = runtimes.for_features(lacking_on_host)
-    features = session.capabilities().features
+
+    def needs() -> dict[str, list[str]]:
+        host_features = runtimes.host.capabilities(runtimes.host.host).features
+        return {request.node.name: [FEATURE_LABELS.get(f, f) for f in marker.args
+                                    if host_features.available(f) is not True]}
+
+    features = runtimes.for_needs(needs).capabilities().features
     missing = [f for f in marker.args if features.available(f) is not True]
     if missing:
         names = ", ".join(FEATURE_LABELS.get(f, f) for f in missing)

@@ -1,1 +1,1 @@
-"""Running labs on a Docker engine: connect, create, wire, exec, tear down."""
+"""Running labs on a Docker engine: which engine (registry, base), connect, create, wire, exec, tear down."""

@@ -1,4 +1,4 @@
-"""Copy the lab images from the host's engine into another engine (a UML guest's).
+"""Copy the lab images from one engine into another (the host's into a UML guest's, or any two).
 
 Images are built where a registry or the Debian mirror is reachable (the host)
 and streamed into the guest with one save/load of all tags that differ, so
@@ -39,13 +39,15 @@ def outdated_tags(host: docker.DockerClient, guest: docker.DockerClient) -> list
 def sync_images(
     host: docker.DockerClient, guest: docker.DockerClient, progress: Callable[[str], None] = lambda _: None
 ) -> tuple[list[str], float]:
-    """Load into ``guest`` every lab image it lacks or holds in another version."""
+    """Load into ``guest`` every lab image it lacks or holds in another version (any two engines)."""
     tags = outdated_tags(host, guest)
     if not tags:
         return [], 0.0
     progress(f"loading {len(tags)} image(s) into the guest engine (once; kept on its disk)")
     started = time.monotonic()
-    response = host.api.get(host.api._url("/images/get"), params=[("names", t) for t in tags], stream=True)
+    # GET /images/get with every tag: one tar, shared layers once (the SDK's get_image takes one name).
+    url = f"{host.api.base_url}/v{host.api.api_version}/images/get"
+    response = host.api.get(url, params=[("names", t) for t in tags], stream=True)
     try:
         response.raise_for_status()
         for event in guest.api.load_image(response.iter_content(1 << 20)):

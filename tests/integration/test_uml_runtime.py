@@ -22,7 +22,7 @@ LABELS = {"vpnlab.lab": "_uml-test"}
 
 @pytest.fixture(scope="module")
 def guest(vpnlab_runtimes: Runtimes):
-    return vpnlab_runtimes.uml()
+    return vpnlab_runtimes.session("uml")
 
 
 def run_in_guest(guest, script: str, devices: tuple[str, ...] = ()) -> str:
@@ -43,7 +43,7 @@ def test_guest_kernel_has_what_the_host_lacks(guest) -> None:
     features = guest.features()
     for name in ("ppp", "l2tp", "esp", "pptp_helper", "nf_nat_pptp", "tun"):
         assert features.available(name) is True, (name, features.features[name])
-    assert guest.runtime.kind == "uml" and features.release.startswith("6.1")
+    assert guest.runtime.name == "uml" and features.release.startswith("6.1")
 
 
 def test_container_opens_dev_ppp_and_pppd_links_up(guest) -> None:
@@ -115,7 +115,8 @@ def test_interrupted_uml_run_leaves_no_guest(vpnlab_runtimes: Runtimes) -> None:
     import signal
     import time
 
-    own = vpnlab_runtimes._uml.runtime.guest.slot.path if vpnlab_runtimes._uml else None
+    opened = vpnlab_runtimes.opened("uml")
+    own = opened.runtime.guest.slot.path if opened else None
     before = {s.path for s in running_slots()}
     proc = subprocess.Popen(
         [sys.executable, "-m", "lab", "run", "--runtime", "uml", str(HERE / "topologies" / "small.yml")],
