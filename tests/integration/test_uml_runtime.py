@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lab.images import image_tag
-from lab.pytest_plugin import Runtimes, assert_tunnel
+from lab.pytest_plugin import Runtimes
 from lab.runtime.uml import running_slots, uml_available
 
 HERE = Path(__file__).parent
