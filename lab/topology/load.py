@@ -15,7 +15,7 @@ import yaml
 from pydantic import ValidationError
 
 from lab.errors import Problem, TopologyError
-from lab.topology.model import RESERVED_NODE_NAMES, Topology
+from lab.topology.model import RESERVED_NODE_NAMES, STUN_NODE, Topology
 
 
 def load_topology(path: str | Path) -> Topology:
@@ -52,7 +52,7 @@ def parse_topology(text: str, source: str = "<topology>") -> Topology:
     return topology
 
 
-TOP_LEVEL_ORDER = ["", "name", "description", "router", "network", "servers", "clients", "tunnels"]
+TOP_LEVEL_ORDER = ["", "name", "description", "router", "network", "nat_probe", "servers", "clients", "tunnels"]
 
 
 def _document_order(problem: Problem) -> tuple[object, ...]:
@@ -130,6 +130,7 @@ def cross_reference_problems(data: dict[str, Any]) -> list[Problem]:
     server_names = list(dict.fromkeys(_names(servers)))
     client_names = list(dict.fromkeys(_names(clients)))
 
+    reserved = RESERVED_NODE_NAMES | ({STUN_NODE} if data.get("nat_probe") is True else set())
     seen: dict[str, str] = {}
     for key, items in (("servers", servers), ("clients", clients)):
         for i, item in enumerate(items):
@@ -137,7 +138,9 @@ def cross_reference_problems(data: dict[str, Any]) -> list[Problem]:
             if not isinstance(name, str):
                 continue
             where = f"{key}[{i}].name"
-            if name in RESERVED_NODE_NAMES:
+            if name == STUN_NODE and name in reserved:
+                problems.append(Problem(where, f"'{name}' is reserved for the NAT probe's node (nat_probe: true); choose another name"))
+            elif name in reserved:
                 problems.append(Problem(where, f"'{name}' is reserved for the lab's own node; choose another name"))
             elif name in seen:
                 problems.append(Problem(where, f"'{name}' is already used by {seen[name]}"))

@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,23}$")
 NAME_RULE = "lowercase letters, digits and '-', starting with a letter, at most 24 characters"
 RESERVED_NODE_NAMES = {"router", "switch"}
+STUN_NODE = "stun"  # the NAT probe's STUN server, reserved when a topology says nat_probe: true
 
 BLOCK_PROTOCOLS = {"gre": 47, "esp": 50, "ah": 51, "icmp": 1}
 BLOCK_RE = re.compile(r"^(tcp|udp)/(\d{1,5})(?:-(\d{1,5}))?$")
@@ -183,6 +184,9 @@ class Topology(Strict):
     servers: list[Server] = Field(min_length=1, max_length=50)
     clients: list[Client] = Field(min_length=1, max_length=200)
     tunnels: list[Tunnel] = Field(default_factory=list)
+    # Adds the "stun" node (coturn, two WAN addresses) so the router's NAT behaviour is
+    # measured with an RFC 5780 probe (lab.natprobe); off by default: it costs a node.
+    nat_probe: bool = False
 
     def server(self, name: str) -> Server:
         return next(s for s in self.servers if s.name == name)
@@ -198,4 +202,5 @@ class Topology(Strict):
 
     @property
     def node_names(self) -> list[str]:
-        return ["router"] + [s.name for s in self.servers] + [c.name for c in self.clients]
+        stun = [STUN_NODE] if self.nat_probe else []
+        return ["router"] + [s.name for s in self.servers] + stun + [c.name for c in self.clients]
