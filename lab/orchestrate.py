@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import docker
@@ -21,6 +22,8 @@ from lab.credentials import LabSecrets
 from lab.errors import LabNotFound
 from lab.images import ensure_images, image_tag, missing_images
 from lab.kernel import probe_engine_kernel
+from lab.matrix.result import NatBehaviour
+from lab.natprobe import measure_nat
 from lab.plan import LabPlan, plan_lab
 from lab.check.results import RunResult, TunnelResult
 from lab.runtime.engine import connect
@@ -118,6 +121,15 @@ def check_plan(session: Session, lab: DockerLab, plan: LabPlan, only: list[int] 
     return check_tunnels(lab, plan, session.capabilities(), only=only, concurrency=session.concurrency)
 
 
+def check_and_probe(session: Session, lab: DockerLab, plan: LabPlan) -> tuple[list[TunnelResult], NatBehaviour | None]:
+    """The tunnels' results and, with ``nat_probe: true``, the router's NAT behaviour: the probe
+    (a few seconds, its own node and ports) runs beside the tunnel checks."""
+    with ThreadPoolExecutor(max_workers=1) as probe:
+        nat = probe.submit(measure_nat, lab, plan) if plan.topology.nat_probe else None
+        results = check_plan(session, lab, plan)
+        return results, nat.result() if nat else None
+
+
 def run(session: Session, topology: Topology, *, source: str, runtime: str = "auto", keep: bool = False) -> RunResult:
     timings: dict[str, float] = {}
     started = time.monotonic()
@@ -131,9 +143,9 @@ def run(session: Session, topology: Topology, *, source: str, runtime: str = "au
         lab = up(session, plan, source=source, mode="run" if not keep else "up")
         timings["up"] = round(time.monotonic() - t0, 2)
         t0 = time.monotonic()
-        results = check_plan(session, lab, plan)
+        results, nat = check_and_probe(session, lab, plan)
+        result = RunResult(topology.name, chosen.name, chosen.reason, chosen.kernel, results, nat=nat)
         timings["check"] = round(time.monotonic() - t0, 2)
-        result = RunResult(topology.name, chosen.name, chosen.reason, chosen.kernel, results)
     finally:
         if lab is not None and not keep:
             t0 = time.monotonic()
@@ -163,8 +175,8 @@ def check(session: Session, name: str, where: str = AUTO) -> RunResult:
     on_engine = Session(session.host, session.console, runtime)
     topology = lab.topology()
     plan = plan_lab(topology, on_engine.capabilities().environment)  # checking renders no secrets
-    results = check_plan(on_engine, lab, plan)
-    return RunResult(name, runtime.name, runtime.reason, runtime.kernel, results)
+    results, nat = check_and_probe(on_engine, lab, plan)
+    return RunResult(name, runtime.name, runtime.reason, runtime.kernel, results, nat=nat)
 
 
 def stop_idle_guests(session: Session) -> int:
