@@ -95,7 +95,7 @@ def validate(topology: Path) -> None:
     """Check a topology file and report every problem with its location."""
     lab = load_topology(topology)
     console.print(f"{topology}: ok — lab '{lab.name}', {len(lab.clients)} client(s), "
-                  f"{len(lab.servers)} server(s), {len(lab.check.scripts)} tunnel(s)")
+                  f"{len(lab.servers)} server(s), {len(lab.tunnels)} tunnel(s)")
 
 
 @main.group()
