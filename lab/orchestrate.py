@@ -19,7 +19,6 @@ from rich.console import Console
 from lab.capabilities import Capabilities
 from lab.check.run import check_tunnels
 from lab.credentials import LabSecrets
-from lab.errors import LabNotFound
 from lab.images import ensure_images, image_tag, missing_images
 from lab.kernel import probe_engine_kernel
 from lab.matrix.result import NatBehaviour
@@ -29,7 +28,7 @@ from lab.check.results import RunResult, TunnelResult
 from lab.runtime.engine import connect
 from lab.runtime.base import Runtime
 from lab.runtime.lab import DockerLab, this_owner
-from lab.runtime.registry import AUTO, choose_runtime, lab_engines
+from lab.runtime.registry import AUTO, choose_runtime, find_lab
 from lab.topology.model import Topology
 
 
@@ -156,29 +155,11 @@ def run(session: Session, topology: Topology, *, source: str, runtime: str = "au
     return result
 
 
-def engines(session: Session, where: str = AUTO) -> list[Runtime]:
-    """The engines that may hold labs: of one runtime ('docker', 'uml', ...) or of all ('auto')."""
-    return lab_engines(session.host, where)
-
-
-def find_lab(session: Session, name: str, where: str = AUTO) -> tuple[Runtime, DockerLab]:
-    for engine in engines(session, where):
-        lab = DockerLab(engine.client, name, engine.concurrency)
-        if lab.exists():
-            return engine, lab
-    raise LabNotFound(name)
-
-
 def check(session: Session, name: str, where: str = AUTO) -> RunResult:
     """Check a running lab again, from a plan made from the topology kept in its router."""
-    runtime, lab = find_lab(session, name, where)
+    runtime, lab = find_lab(session.host, name, where)
     on_engine = Session(session.host, session.console, runtime)
     topology = lab.topology()
     plan = plan_lab(topology, on_engine.capabilities().environment)  # checking renders no secrets
     results, nat = check_and_probe(on_engine, lab, plan)
     return RunResult(name, runtime.name, runtime.reason, runtime.kernel, results, nat=nat)
-
-
-def stop_idle_guests(session: Session) -> int:
-    """Stop engines this process may stop (guests) that hold no lab; returns how many were stopped."""
-    return sum(1 for engine in engines(session) if engine.stop_if_idle())
