@@ -19,12 +19,10 @@ import re
 import shlex
 from typing import TYPE_CHECKING
 
-from lab.check.evidence import RuleHit, drops_for, rule_hits
+from lab.check.evidence import COMMENT_RE
 from lab.check.scripts import parse_sections
 from lab.matrix.result import NatBehaviour
 from lab.nodes import STUN_PORT
-from lab.protocols.base import Flow
-from lab.router.comments import is_flow_drop
 
 if TYPE_CHECKING:  # pragma: no cover
     from lab.plan import LabPlan
@@ -137,18 +135,40 @@ def parse_natdiscovery(mapping_text: str, filtering_text: str, server: str = "th
     return NatBehaviour(mapping or "unknown", filtering or "unknown", ", ".join(parts), evidence)
 
 
-def drops_during(before: list[RuleHit], after: list[RuleHit], port: int = STUN_PORT) -> list[str]:
-    """The router's drop rules that may have stopped the probe and counted packets between two
-    snapshots, in words: flow drops that name UDP ``port`` (a block or passthrough rule) and the
-    catch-all drops (default drop), not other flows' drops that tunnels checked meanwhile hit."""
-    counted = {(h.chain, h.comment): h.packets for h in before}
-    lines = []
-    for hit in after:
-        delta = hit.packets - counted.get((hit.chain, hit.comment), 0)
-        relevant = drops_for([hit], (Flow("udp", port),)) if is_flow_drop(hit.comment) else "drop" in hit.comment
-        if delta > 0 and relevant:
-            lines.append(f"router: {hit.chain} '{hit.comment}' dropped {delta} packets during the probe")
-    return lines
+FLOW_LABEL_RE = re.compile(r"\b(?:tcp|udp)/\d+|\b(?:gre|esp|ah|icmp)\b")
+
+
+def _covers(comment: str, port: int) -> bool:
+    """Whether a drop's comment names UDP ``port`` ('udp/3478' or a range such as 'udp/3478-3479')."""
+    return any(int(low) <= port <= int(high or low)
+               for low, high in re.findall(r"\budp/(\d+)(?:-(\d+))?", comment))
+
+
+def drop_counters(listing: str, port: int = STUN_PORT) -> dict[str, int]:
+    """Packets counted by the router's DROP rules that may stop the probe, by comment, from
+    ``iptables -L FORWARD -v -n -x``: drops whose comment names UDP ``port`` (a block, passthrough
+    or strict rule of that flow) and drops naming no flow at all (the default drop, a strict
+    router's "not allowed out"); not other flows' drops, which tunnels checked meanwhile may hit."""
+    counters: dict[str, int] = {}
+    for line in listing.splitlines():
+        fields, comment = line.split(), COMMENT_RE.search(line)
+        if len(fields) < 3 or not fields[0].isdigit() or fields[2] != "DROP" or not comment:
+            continue
+        name = comment.group(1)
+        if FLOW_LABEL_RE.search(name) and not _covers(name, port):
+            continue  # another flow's drop
+        counters[name] = counters.get(name, 0) + int(fields[0])
+    return counters
+
+
+def drops_during(before: str, after: str, port: int = STUN_PORT) -> list[str]:
+    """The drops that counted packets between two FORWARD listings, in words."""
+    counted = drop_counters(before, port)
+    return [
+        f"router: FORWARD '{name}' dropped {packets - counted.get(name, 0)} packets during the probe"
+        for name, packets in drop_counters(after, port).items()
+        if packets > counted.get(name, 0)
+    ]
 
 
 def blocked_summary(behaviour: NatBehaviour, drops: list[str], port: int = STUN_PORT) -> NatBehaviour:
@@ -161,7 +181,7 @@ def blocked_summary(behaviour: NatBehaviour, drops: list[str], port: int = STUN_
     )
 
 
-COUNTERS = "echo chain FORWARD; iptables -L FORWARD -v -n -x 2>&1"
+COUNTERS = "iptables -L FORWARD -v -n -x 2>&1"
 
 
 def measure_nat(lab: DockerLab, plan: LabPlan) -> NatBehaviour:
@@ -172,11 +192,11 @@ def measure_nat(lab: DockerLab, plan: LabPlan) -> NatBehaviour:
     client_ip = str(plan.addresses.clients[client])
     server_ip = str(plan.stun_addresses[0])
     router = plan.router.name
-    before = rule_hits(lab.exec(router, COUNTERS).output)
+    before = lab.exec(router, COUNTERS).output
     run = lab.exec(client, probe_command(client_ip, server_ip))
     sections = parse_sections(run.output)
     behaviour = parse_natdiscovery(sections.get(MAPPING, ""), sections.get(FILTERING, ""), server_ip)
     behaviour.evidence.insert(0, f"probe: {client} ({client_ip}) -> stun {server_ip}:{STUN_PORT} through {router}")
     if behaviour.mapping == "unknown" and behaviour.filtering == "unknown":
-        behaviour = blocked_summary(behaviour, drops_during(before, rule_hits(lab.exec(router, COUNTERS).output)))
+        behaviour = blocked_summary(behaviour, drops_during(before, lab.exec(router, COUNTERS).output))
     return behaviour

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from lab.check.evidence import RuleHit
 from lab.check.results import RunResult
 from lab.errors import TopologyError
 from lab.matrix.result import NatBehaviour
@@ -93,17 +92,31 @@ def test_empty_or_partial_output() -> None:
     assert "filtering unknown (the probe printed nothing" in half.summary
 
 
+def listing(*rules: tuple[int, str, str]) -> str:
+    """An ``iptables -L FORWARD -v -n -x`` listing of (packets, target, comment) rules."""
+    head = "Chain FORWARD (policy DROP 0 packets, 0 bytes)\n    pkts      bytes target     prot opt in     out     source               destination\n"
+    return head + "".join(
+        f"{packets:8} {packets * 60:10} {target:<10} 17   --  *      *       0.0.0.0/0            0.0.0.0/0            /* {comment} */\n"
+        for packets, target, comment in rules
+    )
+
+
 def test_blocked_names_the_router_rule_that_counted() -> None:
-    before = [RuleHit("FORWARD", "vpnlab: block udp/3478-3479", 1), RuleHit("FORWARD", "vpnlab: block udp/51820", 4)]
-    after = [RuleHit("FORWARD", "vpnlab: block udp/3478-3479", 3), RuleHit("FORWARD", "vpnlab: block udp/51820", 9),
-             RuleHit("FORWARD", "vpnlab: forward lan to wan", 7)]
+    before = listing((1, "DROP", "vpnlab: block udp/3478-3479"), (4, "DROP", "vpnlab: block udp/51820"),
+                     (7, "ACCEPT", "vpnlab: forward lan to wan"))
+    after = listing((3, "DROP", "vpnlab: block udp/3478-3479"), (9, "DROP", "vpnlab: block udp/51820"),
+                    (9, "ACCEPT", "vpnlab: forward lan to wan"))
     drops = drops_during(before, after)
     assert drops == ["router: FORWARD 'vpnlab: block udp/3478-3479' dropped 2 packets during the probe"]
     nat = blocked_summary(parsed("blocked", "blocked"), drops)
     assert nat.summary == "STUN blocked by the router (UDP 3478): dropped by 'vpnlab: block udp/3478-3479'"
     assert nat.evidence[-1] == drops[0]
-    default_drop = drops_during([], [RuleHit("FORWARD", "vpnlab: forward default drop", 2)])
-    assert blocked_summary(parsed("blocked", "blocked"), default_drop).summary.startswith("STUN blocked by the router")
+    # A strict router's catch-all counts; its drop of another named flow (a tunnel checked meanwhile) does not.
+    strict = drops_during(listing((0, "DROP", "vpnlab: strict: not allowed out")),
+                          listing((2, "DROP", "vpnlab: strict: not allowed out"),
+                                  (5, "DROP", "vpnlab: strict: not allowed out (udp/51820)")))
+    assert strict == ["router: FORWARD 'vpnlab: strict: not allowed out' dropped 2 packets during the probe"]
+    assert blocked_summary(parsed("blocked", "blocked"), strict).summary.startswith("STUN blocked by the router (UDP 3478)")
     # Without a counted drop the probe only says there was no reply.
     assert blocked_summary(parsed("blocked", "blocked"), []).summary.startswith("NAT behaviour unknown")
 
