@@ -81,3 +81,14 @@ def test_port_randomising_router_is_symmetric(vpnlab_factory) -> None:
     nat, _ = probe(lab)
     assert (nat.mapping, nat.filtering) == ("address-and-port-dependent", "address-and-port-dependent"), nat
     assert len(set(mapped_ports(nat.evidence))) == 3, nat.evidence
+
+
+def test_strict_router_blocks_stun(vpnlab_factory) -> None:
+    """A guest network that lets out only TCP 443 and UDP 53: the probe cannot reach UDP 3478."""
+    if "allow_out" not in Router.model_fields:
+        pytest.skip("this vpnlab's router has no allow_out (the strict profile)")
+    lab = vpnlab_factory(topology("it-natprobe-strict", {"allow_out": ["tcp/443", "udp/53"]}), runtime="docker")
+    nat, seconds = probe(lab)
+    assert (nat.mapping, nat.filtering) == ("unknown", "unknown"), nat
+    assert nat.summary.startswith("STUN blocked by the router (UDP 3478)"), nat.summary
+    assert seconds < 6, seconds
