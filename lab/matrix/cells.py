@@ -47,6 +47,8 @@ class LabJob:
     protocols: list[str]
     name: str
     skipped: dict[str, str] = field(default_factory=dict)  # protocol -> why no runtime here can run it
+    pool: str = ""  # which engines run it (see lab.matrix.run): the host's, or UML guests
+    nat_probe: bool = True  # measure the profile's NAT here (one lab per profile does)
 
     @property
     def runnable(self) -> list[str]:
@@ -120,6 +122,22 @@ def nat_probe_supported() -> bool:
     return "nat_probe" in Topology.model_fields
 
 
+def split_job(job: LabJob, pools: list[tuple[str, set[str]]], taken: set[str]) -> list[LabJob]:
+    """One lab per pool the job's protocols fall in (pools: name, protocols it runs; the first also
+    gets the rest); the NAT probe goes with the first pool's lab."""
+    parts: list[LabJob] = []
+    left = list(job.protocols)
+    for index, (pool, runs) in enumerate(pools):
+        mine = [p for p in left if p in runs] if index < len(pools) - 1 else left
+        left = [p for p in left if p not in mine]
+        if not mine:
+            continue
+        name = job.name if not parts else lab_name(f"{job.profile.name}-{pool}", taken)
+        parts.append(LabJob(job.profile, mine, name, {p: r for p, r in job.skipped.items() if p in mine}, pool,
+                            nat_probe=not parts))
+    return parts
+
+
 def topology_data(job: LabJob, nat_probe: bool | None = None) -> dict[str, Any]:
     protocols = job.runnable
     main = [p for p in protocols if p not in ALONE]
@@ -144,7 +162,7 @@ def topology_data(job: LabJob, nat_probe: bool | None = None) -> dict[str, Any]:
         "clients": [{"name": CLIENT}],
         "tunnels": tunnels,
     }
-    if nat_probe if nat_probe is not None else nat_probe_supported():
+    if nat_probe if nat_probe is not None else (job.nat_probe and nat_probe_supported()):
         data["nat_probe"] = True
     return data
 

@@ -30,7 +30,7 @@ class Cancelled(Exception):
     """The run was interrupted: stop between steps (the lab is still torn down)."""
 
 
-@dataclass
+@dataclass(eq=False)  # one object per engine: hashed by identity
 class Engine:
     """An engine labs run on: its runtime, opened once (a guest booted, images loaded) by the first worker."""
 
