@@ -71,7 +71,7 @@ class Conntrack(Strict):
 class BlockRule(Strict):
     """One extra drop in the router's forward path."""
 
-    KIND: ClassVar[str] = "block rule"  # how an error names it
+    KIND: ClassVar[str] = "a block rule"  # how an error names it
 
     proto: str
     port_low: int | None = None
@@ -83,7 +83,7 @@ class BlockRule(Strict):
         if isinstance(value, str):
             return cls.parse_fields(value)
         if isinstance(value, (int, float)):
-            raise ValueError(f"'{value}' is not a {cls.KIND} (allowed: {BLOCK_RULE})")
+            raise ValueError(f"'{value}' is not {cls.KIND} (allowed: {BLOCK_RULE})")
         return value
 
     @classmethod
@@ -97,7 +97,7 @@ class BlockRule(Strict):
             return {"proto": text}
         match = BLOCK_RE.match(text)
         if not match:
-            raise ValueError(f"'{text}' is not a {cls.KIND} (allowed: {BLOCK_RULE})")
+            raise ValueError(f"'{text}' is not {cls.KIND} (allowed: {BLOCK_RULE})")
         low = int(match.group(2))
         high = int(match.group(3) or low)
         if not (1 <= low <= high <= 65535):
@@ -124,7 +124,7 @@ class BlockRule(Strict):
 class AllowRule(BlockRule):
     """One kind of traffic a strict router lets out (same syntax as a block rule)."""
 
-    KIND: ClassVar[str] = "allow_out rule"
+    KIND: ClassVar[str] = "an allow_out rule"
 
 
 # router.nat: "masquerade-random-fully" is MASQUERADE --random-fully (a random source port
