@@ -218,3 +218,10 @@ def test_a_missing_return_route_is_named() -> None:
 def test_profiles_are_shipped_from_the_top_level_folder() -> None:
     folder = profiles_dir()
     assert folder is not None and (folder / "open.yml").is_file()
+
+
+@pytest.mark.parametrize("name", ["profile-strict", "profile-symmetric", "profile-routed"])
+def test_a_merged_topology_survives_the_round_trip_through_a_running_lab(name: str) -> None:
+    # a running lab keeps its topology as JSON (profile already merged) and is checked from it
+    topology = load_topology(VALID / f"{name}.yml")
+    assert parse_topology(topology.model_dump_json()) == topology
