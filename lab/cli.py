@@ -22,7 +22,6 @@ from rich.table import Table
 
 from lab import __version__
 from lab.errors import VpnlabError
-from lab.topology import load_topology
 
 # Wide enough for the reasons when the output is a CI log rather than a terminal.
 console = Console(stderr=False, highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -55,6 +54,13 @@ def session():
     from lab.orchestrate import new_session
 
     return new_session(console=errors)
+
+
+def host_engine():
+    """The host's engine client, for commands that only look for labs (no images, no probe)."""
+    from lab.runtime.engine import connect
+
+    return connect()
 
 
 def runtime_option(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -93,9 +99,11 @@ def main() -> None:
 @friendly
 def validate(topology: Path) -> None:
     """Check a topology file and report every problem with its location."""
+    from lab.topology import load_topology
+
     lab = load_topology(topology)
     console.print(f"{topology}: ok — lab '{lab.name}', {len(lab.clients)} client(s), "
-                  f"{len(lab.servers)} server(s), {len(lab.check.scripts)} tunnel(s)")
+                  f"{len(lab.servers)} server(s), {len(lab.tunnels)} tunnel(s)")
 
 
 @main.group()
@@ -123,6 +131,7 @@ def images_build(force: bool) -> None:
 def up(topology: Path, runtime: str) -> None:
     """Bring a lab up and leave it running (idempotent); tunnels start with 'check'."""
     from lab import orchestrate
+    from lab.topology import load_topology
 
     model = load_topology(topology)
     lab_session = session()
@@ -158,6 +167,7 @@ def check(name: str, json_file: Path | None, runtime: str) -> None:
 def run(topology: Path, json_file: Path | None, keep: bool, runtime: str) -> None:
     """Bring a lab up, check every tunnel, print the table, tear down."""
     from lab import orchestrate
+    from lab.topology import load_topology
 
     model = load_topology(topology)
     result = orchestrate.run(session(), model, source=str(topology), runtime=runtime, keep=keep)
@@ -181,18 +191,18 @@ def _finish(result: Any, json_file: Path | None) -> None:
 @friendly
 def down(name: str | None, everything: bool, runtime: str) -> None:
     """Remove a lab (or all of them): containers, networks and volumes, found by label."""
-    from lab import orchestrate
     from lab.runtime.lab import down_all
+    from lab.runtime.registry import find_lab, lab_engines, stop_idle_engines
 
     if not name and not everything:
         raise click.UsageError("name a lab or pass --all")
-    lab_session = session()
+    host = host_engine()
     if everything:
-        removed = sum(down_all(engine.client) for engine in orchestrate.engines(lab_session, runtime))
+        removed = sum(down_all(engine.client) for engine in lab_engines(host, runtime))
     else:
-        _, lab = orchestrate.find_lab(lab_session, name, runtime)
+        _, lab = find_lab(host, name, runtime)
         removed = lab.down()
-    stopped = orchestrate.stop_idle_guests(lab_session)
+    stopped = stop_idle_engines(host)
     console.print(f"removed {removed} object(s)" + (f", stopped {stopped} idle UML guest(s)" if stopped else ""))
 
 
@@ -202,11 +212,11 @@ def down(name: str | None, everything: bool, runtime: str) -> None:
 @friendly
 def status(as_json: bool, runtime: str) -> None:
     """List the running labs and their nodes."""
-    from lab import orchestrate
     from lab.runtime.lab import list_labs
+    from lab.runtime.registry import lab_engines
 
     rows = []
-    for engine in orchestrate.engines(session(), runtime):
+    for engine in lab_engines(host_engine(), runtime):
         rows += [(engine.where, lab) for lab in list_labs(engine.client)]
     if as_json:
         console.print_json(json.dumps([{"runtime": where, **lab.__dict__} for where, lab in rows]))
@@ -229,19 +239,19 @@ def status(as_json: bool, runtime: str) -> None:
 @friendly
 def exec(lab_name: str | None, node: str, command: tuple[str, ...], runtime: str) -> None:  # noqa: A001
     """Run a command in a node: vpnlab exec router -- iptables-save"""
-    from lab import orchestrate
-    from lab.errors import LabNotFound, VpnlabError
+    from lab.errors import LabNotFound
     from lab.runtime.lab import list_labs
+    from lab.runtime.registry import find_lab, lab_engines
 
-    lab_session = session()
+    host = host_engine()
     if not lab_name:
-        names = [lab.name for engine in orchestrate.engines(lab_session, runtime) for lab in list_labs(engine.client)]
+        names = [lab.name for engine in lab_engines(host, runtime) for lab in list_labs(engine.client)]
         if len(names) != 1:
             if not names:
                 raise LabNotFound("(any)")
             raise VpnlabError(f"{len(names)} labs are running", hint="name one with --lab NAME ('vpnlab status' lists them)")
         lab_name = names[0]
-    _, lab = orchestrate.find_lab(lab_session, lab_name, runtime)
+    _, lab = find_lab(host, lab_name, runtime)
     result = lab.exec(node, list(command))
     sys.stdout.write(result.output)
     sys.exit(result.exit_code)

@@ -16,6 +16,7 @@ from lab.protocols.base import CONF_DIR, LOG_DIR, RUN_DIR, Environment, NodeFile
 from lab.render import render
 from lab.router.rules import render_ruleset
 from lab.check.scripts import tunnel_files
+from lab.topology.model import STUN_NODE
 
 if TYPE_CHECKING:  # pragma: no cover
     from lab.plan import LabPlan
@@ -31,6 +32,7 @@ class Link:
     segment: str  # "lan" or "wan": the switch bridge this link plugs into
     ifname: str
     address: str  # CIDR
+    secondary: tuple[str, ...] = ()  # more CIDRs on the same interface (the STUN node's alternate address)
 
 
 @dataclass
@@ -78,6 +80,7 @@ def server_node(plan: LabPlan, name: str) -> NodeSpec:
         name=name,
         role="server",
         links=[Link("wan", "eth0", f"{plan.addresses.servers[name]}/{plan.addresses.wan.prefixlen}")],
+        routes=server_routes(plan),
         devices=_devices(set(server.protocols), plan.environment),
     )
     for proto_name in server.protocols:
@@ -86,6 +89,15 @@ def server_node(plan: LabPlan, name: str) -> NodeSpec:
         node.setup += proto.server_start(ctx)
     node.files = _dedupe(node.files)
     return node
+
+
+def server_routes(plan: LabPlan) -> list[str]:
+    """Without NAT the clients' packets arrive from LAN addresses: a server needs a route back
+    to the LAN through the router's WAN address, as an ISP routes a customer's prefix
+    (without it every reply fails with "Network is unreachable"). With NAT it needs none."""
+    if plan.router.masquerades:
+        return []
+    return [f"{plan.addresses.lan} via {plan.addresses.router_wan} dev eth0"]
 
 
 def client_node(plan: LabPlan, name: str) -> NodeSpec:
@@ -101,6 +113,39 @@ def client_node(plan: LabPlan, name: str) -> NodeSpec:
         node.files += PROTOCOLS[ctx.tunnel.protocol].client_files(ctx) + tunnel_files(ctx)
     node.files = _dedupe(node.files)
     return node
+
+
+STUN_PORT, STUN_ALT_PORT = 3478, 3479
+
+
+def stun_command(primary: str, alternate: str) -> str:
+    """coturn as a plain RFC 5780 STUN server: both addresses, both ports, no TURN, no auth,
+    no TLS/DTLS/TCP listeners, no telnet CLI, no config file; logs under the lab's log dir."""
+    return (
+        f"turnserver -n --stun-only --no-cli --no-tls --no-dtls --no-tcp --log-binding"
+        f" --listening-ip {primary} --listening-ip {alternate}"
+        f" --listening-port {STUN_PORT} --alt-listening-port {STUN_ALT_PORT}"
+        f" --log-file {LOG_DIR}/turnserver.log --simple-log --no-stdout-log"
+        f" --pidfile {RUN_DIR}/turnserver.pid -o </dev/null >/dev/null 2>&1"
+    )
+
+
+def stun_node(plan: LabPlan) -> NodeSpec:
+    """The NAT probe's STUN server on the WAN (``nat_probe: true``): the server image, two WAN
+    addresses (RFC 5780's primary and alternate) on one interface."""
+    primary, alternate = plan.stun_addresses
+    prefix = plan.addresses.wan.prefixlen
+    routes = []
+    if plan.topology.router.nat == "none":
+        # A routed router forwards the LAN's own addresses: the way back goes through it.
+        routes.append(f"{plan.addresses.lan} via {plan.addresses.router_wan} dev eth0")
+    return NodeSpec(
+        name=STUN_NODE,
+        role="server",
+        links=[Link("wan", "eth0", f"{primary}/{prefix}", secondary=(f"{alternate}/{prefix}",))],
+        routes=routes,
+        setup=[stun_command(str(primary), str(alternate))],
+    )
 
 
 def _dedupe(files: list[NodeFile]) -> list[NodeFile]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import docker
@@ -18,15 +19,16 @@ from rich.console import Console
 from lab.capabilities import Capabilities
 from lab.check.run import check_tunnels
 from lab.credentials import LabSecrets
-from lab.errors import LabNotFound
 from lab.images import ensure_images, image_tag, missing_images
 from lab.kernel import probe_engine_kernel
+from lab.matrix.result import NatBehaviour
+from lab.natprobe import measure_nat
 from lab.plan import LabPlan, plan_lab
 from lab.check.results import RunResult, TunnelResult
 from lab.runtime.engine import connect
 from lab.runtime.base import Runtime
 from lab.runtime.lab import DockerLab, this_owner
-from lab.runtime.registry import AUTO, choose_runtime, lab_engines
+from lab.runtime.registry import AUTO, choose_runtime, find_lab
 from lab.topology.model import Topology
 
 
@@ -118,6 +120,15 @@ def check_plan(session: Session, lab: DockerLab, plan: LabPlan, only: list[int] 
     return check_tunnels(lab, plan, session.capabilities(), only=only, concurrency=session.concurrency)
 
 
+def check_and_probe(session: Session, lab: DockerLab, plan: LabPlan) -> tuple[list[TunnelResult], NatBehaviour | None]:
+    """The tunnels' results and, with ``nat_probe: true``, the router's NAT behaviour: the probe
+    (a few seconds, its own node and ports) runs beside the tunnel checks."""
+    with ThreadPoolExecutor(max_workers=1) as probe:
+        nat = probe.submit(measure_nat, lab, plan) if plan.topology.nat_probe else None
+        results = check_plan(session, lab, plan)
+        return results, nat.result() if nat else None
+
+
 def run(session: Session, topology: Topology, *, source: str, runtime: str = "auto", keep: bool = False) -> RunResult:
     timings: dict[str, float] = {}
     started = time.monotonic()
@@ -131,9 +142,9 @@ def run(session: Session, topology: Topology, *, source: str, runtime: str = "au
         lab = up(session, plan, source=source, mode="run" if not keep else "up")
         timings["up"] = round(time.monotonic() - t0, 2)
         t0 = time.monotonic()
-        results = check_plan(session, lab, plan)
+        results, nat = check_and_probe(session, lab, plan)
+        result = RunResult(topology.name, chosen.name, chosen.reason, chosen.kernel, results, nat=nat)
         timings["check"] = round(time.monotonic() - t0, 2)
-        result = RunResult(topology.name, chosen.name, chosen.reason, chosen.kernel, results)
     finally:
         if lab is not None and not keep:
             t0 = time.monotonic()
@@ -144,29 +155,11 @@ def run(session: Session, topology: Topology, *, source: str, runtime: str = "au
     return result
 
 
-def engines(session: Session, where: str = AUTO) -> list[Runtime]:
-    """The engines that may hold labs: of one runtime ('docker', 'uml', ...) or of all ('auto')."""
-    return lab_engines(session.host, where)
-
-
-def find_lab(session: Session, name: str, where: str = AUTO) -> tuple[Runtime, DockerLab]:
-    for engine in engines(session, where):
-        lab = DockerLab(engine.client, name, engine.concurrency)
-        if lab.exists():
-            return engine, lab
-    raise LabNotFound(name)
-
-
 def check(session: Session, name: str, where: str = AUTO) -> RunResult:
     """Check a running lab again, from a plan made from the topology kept in its router."""
-    runtime, lab = find_lab(session, name, where)
+    runtime, lab = find_lab(session.host, name, where)
     on_engine = Session(session.host, session.console, runtime)
     topology = lab.topology()
     plan = plan_lab(topology, on_engine.capabilities().environment)  # checking renders no secrets
-    results = check_plan(on_engine, lab, plan)
-    return RunResult(name, runtime.name, runtime.reason, runtime.kernel, results)
-
-
-def stop_idle_guests(session: Session) -> int:
-    """Stop engines this process may stop (guests) that hold no lab; returns how many were stopped."""
-    return sum(1 for engine in engines(session) if engine.stop_if_idle())
+    results, nat = check_and_probe(on_engine, lab, plan)
+    return RunResult(name, runtime.name, runtime.reason, runtime.kernel, results, nat=nat)

@@ -13,14 +13,15 @@ error rather than a silent second set of credentials.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from functools import cached_property
 
 from lab.credentials import LabSecrets
-from lab.nodes import NodeSpec, client_node, router_node, server_node
+from lab.nodes import NodeSpec, client_node, router_node, server_node, stun_node
 from lab.protocols.base import Environment, TunnelContext
 from lab.router.rules import RouterPlan, plan_router
-from lab.topology.addressing import AddressPlan, plan_addresses
+from lab.topology.addressing import FIRST_HOST, AddressPlan, plan_addresses
 from lab.topology.model import Topology
 
 
@@ -43,8 +44,19 @@ class LabPlan:
         if self.secrets is None:
             raise RuntimeError(f"lab '{self.name}': this plan was made for checking only and holds no secrets")
         servers = [server_node(self, server.name) for server in self.topology.servers]
+        stun = [stun_node(self)] if self.topology.nat_probe else []
         clients = [client_node(self, client.name) for client in self.topology.clients]
-        return (router_node(self), *servers, *clients)
+        return (router_node(self), *servers, *stun, *clients)
+
+    @property
+    def stun_addresses(self) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]:
+        """The STUN node's primary and alternate WAN addresses (RFC 5780 needs two): the
+        two WAN addresses right after the servers' (.10 + number of servers, and the next)."""
+        last_server = self.addresses.wan.network_address + FIRST_HOST + len(self.topology.servers) - 1
+        primary, alternate = last_server + 1, last_server + 2
+        if alternate >= self.addresses.wan.broadcast_address:
+            raise ValueError(f"{self.addresses.wan} has no room for the NAT probe's two addresses")
+        return primary, alternate
 
     def node(self, name: str) -> NodeSpec:
         return next(n for n in self.nodes if n.name == name)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lab import __version__
 from lab.check.results import RunResult
+from lab.matrix.result import NatBehaviour
 
 STYLE = {"up": "green", "down": "yellow", "skipped": "blue", "error": "red"}
 
@@ -38,8 +40,16 @@ def tunnel_table(result: RunResult) -> Table:
     return table
 
 
+def nat_line(nat: NatBehaviour) -> str:
+    """The router's measured NAT behaviour (RFC 5780), one line under the table."""
+    short = "" if nat.mapping == "unknown" and nat.filtering == "unknown" else f" [bold]{nat.short}[/bold]:"
+    return f"NAT (RFC 5780 probe):{short} {escape(nat.summary)}"
+
+
 def print_result(result: RunResult, console: Console) -> None:
     console.print(tunnel_table(result))
+    if result.nat is not None:
+        console.print(nat_line(result.nat))
     console.print(f"runtime {result.runtime}: {result.runtime_reason}", style="dim")
     failed = [t for t in result.tunnels if not t.passed and t.observed != "skipped"]
     skipped = [t for t in result.tunnels if t.observed == "skipped"]

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lab import __version__
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lab.matrix.result import NatBehaviour  # which imports this module
 
 OBSERVED = ("up", "down", "skipped", "error")
 
@@ -41,12 +44,14 @@ class RunResult:
     kernel: str
     tunnels: list[TunnelResult]
     seconds: dict[str, float] = field(default_factory=dict)
+    nat: NatBehaviour | None = None  # measured when the topology says nat_probe: true
 
     @property
     def passed(self) -> bool:
         return all(t.passed for t in self.tunnels)
 
     def to_dict(self) -> dict[str, Any]:
+        nat = {"nat": asdict(self.nat)} if self.nat is not None else {}
         return {
             "version": __version__,  # of vpnlab, so a stored result says what produced it
             "name": self.name,
@@ -56,4 +61,5 @@ class RunResult:
             "passed": self.passed,
             "seconds": self.seconds,
             "tunnels": [t.to_dict() for t in self.tunnels],
+            **nat,
         }

@@ -25,9 +25,7 @@ from lab.topology.model import Topology, Tunnel
 if TYPE_CHECKING:  # pragma: no cover
     from lab.check.evidence import Evidence
 
-LOG_DIR = "/var/log/vpnlab"
-RUN_DIR = "/run/vpnlab"
-CONF_DIR = "/etc/vpnlab"
+from lab.node_files import CONF_DIR, LOG_DIR, RUN_DIR, NodeFile
 
 
 @dataclass(frozen=True)
@@ -54,13 +52,6 @@ class Listen:
     @property
     def label(self) -> str:
         return f"{self.proto}/{self.port}"
-
-
-@dataclass(frozen=True)
-class NodeFile:
-    path: str
-    content: str
-    mode: int = 0o644
 
 
 @dataclass(frozen=True)
@@ -199,3 +190,18 @@ class Protocol:
         (``evidence.server``: those of server_evidence) and the router's conntrack entries
         and rule counters (``evidence.router``)."""
         return []
+
+
+# What a protocol module imports from here (the node paths and NodeFile live in lab.node_files).
+__all__ = [
+    "CONF_DIR",
+    "Environment",
+    "Flow",
+    "LOG_DIR",
+    "Listen",
+    "NodeFile",
+    "Protocol",
+    "RUN_DIR",
+    "ServerContext",
+    "TunnelContext",
+]

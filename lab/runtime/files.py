@@ -8,7 +8,7 @@ import time
 
 from docker.models.containers import Container
 
-from lab.protocols.base import NodeFile
+from lab.node_files import NodeFile
 
 
 def tar_files(files: list[NodeFile]) -> bytes:

@@ -23,8 +23,7 @@ from docker.models.containers import Container
 from lab import __version__
 from lab.errors import LabExistsError, LabNotFound, LabRuntimeError, NodeNotFound, VpnlabError
 from lab.images import image_tag
-from lab.nodes import DROPPED_CAPS, NodeSpec
-from lab.protocols.base import CONF_DIR, NodeFile
+from lab.node_files import CONF_DIR, NodeFile
 from lab.runtime.engine import (
     LABEL_HASH,
     LABEL_LAB,
@@ -37,11 +36,11 @@ from lab.runtime.engine import (
     lab_filter,
 )
 from lab.runtime.files import copy_files, read_file
-from lab.runtime.wiring import plan_ports, wiring_script
-from lab.topology.model import Topology
 
 if TYPE_CHECKING:  # pragma: no cover
+    from lab.nodes import NodeSpec
     from lab.plan import LabPlan
+    from lab.topology.model import Topology
 
 T = TypeVar("T")
 SWITCH = "switch"
@@ -129,6 +128,8 @@ class DockerLab:
         )
         if not found:
             raise LabNotFound(self.name)
+        from lab.topology.model import Topology  # pydantic: only where a topology is read
+
         return Topology.model_validate_json(read_file(found[0], TOPOLOGY_FILE))
 
     # --- exec ---------------------------------------------------------------
@@ -198,6 +199,8 @@ class DockerLab:
             pids[name] = int(container.attrs["State"]["Pid"])
 
         progress("wiring LAN and WAN")
+        from lab.runtime.wiring import plan_ports, wiring_script
+
         wired = self.exec(SWITCH, wiring_script(plan_ports(spec.nodes, pids)), container=switch)
         if not wired.succeeded:
             raise LabRuntimeError(SWITCH, "wiring", wired.output)
@@ -227,6 +230,7 @@ class DockerLab:
         )
 
     def _create_node(self, node: NodeSpec, labels: dict[str, str]) -> Container:
+        from lab.nodes import DROPPED_CAPS
         try:
             return self.client.containers.create(
                 image_tag(node.role),

@@ -9,13 +9,17 @@ columns, ``status``/``down``/``check``/``exec`` (through ``engines()``) and
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 import docker
 
-from lab.errors import VpnlabError
+from lab.errors import LabNotFound, VpnlabError
 from lab.runtime.base import Runtime
 from lab.runtime.host import HostRuntime
 from lab.runtime.uml_runtime import UmlRuntime
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lab.runtime.lab import DockerLab
 
 RUNTIMES: dict[str, type[Runtime]] = {
     HostRuntime.name: HostRuntime,
@@ -89,3 +93,23 @@ def lab_engines(host: docker.DockerClient, where: str = AUTO) -> list[Runtime]:
     """The engines that may hold labs: of one runtime, or of every runtime for 'auto'."""
     kinds = RUNTIMES.values() if where == AUTO else [RUNTIMES[where]]
     return [engine for kind in kinds for engine in kind.engines(host)]
+
+
+def find_lab(host: docker.DockerClient, name: str, where: str = AUTO) -> tuple[Runtime, DockerLab]:
+    """The engine that holds lab ``name`` and the lab on it.
+
+    Raises:
+        LabNotFound: no engine of ``where`` holds it.
+    """
+    from lab.runtime.lab import DockerLab
+
+    for engine in lab_engines(host, where):
+        lab = DockerLab(engine.client, name, engine.concurrency)
+        if lab.exists():
+            return engine, lab
+    raise LabNotFound(name)
+
+
+def stop_idle_engines(host: docker.DockerClient) -> int:
+    """Stop engines this process may stop (guests) that hold no lab; returns how many were stopped."""
+    return sum(1 for engine in lab_engines(host) if engine.stop_if_idle())

@@ -27,7 +27,6 @@ import docker.errors
 import requests
 
 from lab.errors import PrerequisiteError, VpnlabError
-from lab.render import render
 
 KERNEL = Path("/usr/bin/linux.uml")
 MODULES_ROOT = Path("/usr/lib/uml/modules")
@@ -229,6 +228,8 @@ class UmlGuest:
                 raise PrerequisiteError("mkfs.ext4", made.stderr.strip() or "failed to format the guest disk")
         host_ip, guest_ip = "169.254.64.1", "169.254.64.2"
         common = dict(slot_dir=slot.path, guest_ip=guest_ip, engine_port=ENGINE_PORT)
+        from lab.render import render  # jinja2: only when a guest boots
+
         init = render("uml/init.sh.j2", modules_dir=MODULES_ROOT / str(kernel_release()), modules=guest_modules(), **common)
         launch = render(
             "uml/launch.sh.j2", host_ip=host_ip, tap="vpnlab-tap", socket=slot.socket, kernel=KERNEL,

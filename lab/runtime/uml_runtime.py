@@ -12,7 +12,6 @@ import docker
 from lab.errors import PrerequisiteError
 from lab.runtime.base import Progress, Runtime, quiet
 from lab.runtime.engine import connect
-from lab.runtime.image_sync import sync_images
 from lab.runtime.lab import holds_labs
 from lab.runtime.uml import UmlGuest, running_slots, uml_available
 
@@ -49,6 +48,8 @@ class UmlRuntime(Runtime):
         self.guest, self._client, self._owned = guest, guest.client(), True
         self.timings["guest_boot"] = round(booted, 2)
         # From here a failure leaves a running guest: the caller's close() stops it.
+        from lab.runtime.image_sync import sync_images  # the image tables: only when a guest opens
+
         _, seconds = sync_images(self.host or connect(), self._client, progress)
         self.timings["image_load"] = round(seconds, 2)
 

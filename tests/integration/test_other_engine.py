@@ -1,8 +1,10 @@
 """The docker runtime aimed at another engine: DOCKER_HOST or a Docker context names it.
 
 A second dockerd is started on this machine with its own socket, data root, exec
-root and pidfile, and no bridge, iptables or ip forwarding of its own, so the
-first engine's networks and firewall are never touched. The lab images are
+root and pidfile, and no bridge, iptables or ip forwarding of its own, in a network
+namespace of its own: dockerd started with ``--bridge none`` deletes any ``docker0``
+link it can see (seen here: the first engine lost its default bridge), so only a
+namespace keeps the first engine's networks and firewall untouched. The lab images are
 copied into it from the first engine; then ``vpnlab`` runs as a user would, with
 only the environment pointing elsewhere.
 """
@@ -65,6 +67,7 @@ class SecondEngine:
 def launch_engine(root: Path) -> SecondEngine:
     (root / "daemon.json").write_text("{}\n")  # not the first engine's /etc/docker/daemon.json
     command = [
+        "unshare", "--net", "--",  # its own network namespace: see the module docstring
         "dockerd", "--host", f"unix://{root / 'docker.sock'}", "--config-file", str(root / "daemon.json"),
         "--data-root", str(root / "data"), "--exec-root", str(root / "exec"), "--pidfile", str(root / "docker.pid"),
         "--bridge", "none", "--iptables=false", "--ip6tables=false", "--ip-forward=false", "--ip-masq=false",
@@ -123,8 +126,19 @@ def first() -> docker.DockerClient:
     return docker.DockerClient(base_url="unix:///var/run/docker.sock", timeout=300)
 
 
+def host_links() -> set[str]:
+    return {line.split()[0].split("@")[0] for line in subprocess.run(
+        ["ip", "-br", "link"], capture_output=True, text=True, check=True).stdout.splitlines() if line.strip()}
+
+
 @pytest.fixture(scope="module")
-def second(first: docker.DockerClient) -> Iterator[SecondEngine]:
+def first_before(first: docker.DockerClient) -> tuple[set[str], set[str]]:
+    """The first engine's networks and the host's links before the second engine starts."""
+    return {n.id for n in first.networks.list()}, host_links()
+
+
+@pytest.fixture(scope="module")
+def second(first: docker.DockerClient, first_before: tuple[set[str], set[str]]) -> Iterator[SecondEngine]:
     root = Path(tempfile.mkdtemp(prefix="vpnlab-engine-"))  # short: a unix socket path has < 108 bytes
     engine = launch_engine(root)
     try:
@@ -207,3 +221,10 @@ def test_a_docker_context_names_the_engine(second: SecondEngine, first: docker.D
     env = environment(DOCKER_CONFIG=str(config), DOCKER_CONTEXT="vpnlab-second")
     run_keep_status_exec_down(env, topology, second, tmp_path)
     assert lab_events(first, since) == [], "lab objects appeared on the first engine"
+
+
+def test_the_first_engine_keeps_its_networks(second: SecondEngine, first: docker.DockerClient,
+                                            first_before: tuple[set[str], set[str]]) -> None:
+    networks, links = first_before
+    assert {n.id for n in first.networks.list()} == networks
+    assert links <= host_links(), f"host links gone: {sorted(links - host_links())}"

@@ -40,7 +40,7 @@ def run_in_guest(guest, script: str, devices: tuple[str, ...] = ()) -> str:
 
 
 def test_guest_kernel_has_what_the_host_lacks(guest) -> None:
-    features = guest.features()
+    features = guest.capabilities().features
     for name in ("ppp", "l2tp", "esp", "pptp_helper", "nf_nat_pptp", "tun"):
         assert features.available(name) is True, (name, features.features[name])
     assert guest.runtime.name == "uml" and features.release.startswith("6.1")
