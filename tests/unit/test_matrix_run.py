@@ -122,3 +122,33 @@ def test_a_broken_profile_file_is_exit_2_and_names_the_file(tmp_path) -> None:
     result = CliRunner().invoke(main, ["matrix", "--profiles", str(path)])
     assert result.exit_code == 2
     assert "broken.yml" in result.output
+
+
+def test_the_plugin_parametrizes_a_test_by_matrix_cells(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "test_cells.py").write_text(
+        "import pytest\n"
+        "from lab.pytest_plugin import assert_cell\n\n"
+        "@pytest.mark.vpnlab_matrix(profiles=['open', 'no-helpers'], protocols=['wireguard', 'pptp'])\n"
+        "def test_cell(vpnlab_cell):\n"
+        "    assert_cell(vpnlab_cell)\n"
+    )
+    listed = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+                             str(tmp_path / "test_cells.py")], capture_output=True, text=True, cwd=tmp_path)
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    ids = [line.split("[", 1)[1].rstrip("]") for line in listed.stdout.splitlines() if "::test_cell[" in line]
+    assert ids == ["open-wireguard", "open-pptp", "no-helpers-wireguard", "no-helpers-pptp"]
+
+
+def test_assert_cell_fails_with_both_reasons() -> None:
+    from lab.matrix.result import Cell
+    from lab.pytest_plugin import assert_cell
+
+    cell = Cell("no-helpers", "alice", "vpn", "pptp", "down", "up", "it came up", 3.0,
+                {"router_conntrack": ["gre ... helper=pptp"]}, "no pptp helper")
+    with pytest.raises(pytest.fail.Exception) as failed:
+        assert_cell(cell)
+    text = str(failed.value)
+    assert "expected down, observed up" in text and "no pptp helper" in text and "helper=pptp" in text
