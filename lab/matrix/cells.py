@@ -91,10 +91,10 @@ def select(profiles: str | None, protocols: str | None, shard: str | None) -> Se
     return Selection(loaded, chosen_protocols, pairs, shard)
 
 
-def lab_name(profile: str, taken: set[str]) -> str:
+def lab_name(profile: str, taken: set[str], prefix: str = LAB_PREFIX) -> str:
     """'mx-<profile>' as a valid topology name (<= 24 characters), unique in this run."""
     slug = re.sub(r"[^a-z0-9-]+", "-", profile.lower()).strip("-") or "profile"
-    base = (LAB_PREFIX + slug)[:24].rstrip("-")
+    base = (prefix + slug)[:24].rstrip("-")
     name, n = base, 2
     while name in taken:
         suffix = f"-{n}"
@@ -107,11 +107,13 @@ def lab_name(profile: str, taken: set[str]) -> str:
 def lab_jobs(selection: Selection) -> list[LabJob]:
     """One lab per profile the selection touches, with only that profile's selected cells."""
     taken: set[str] = set()
+    # Shards of one CI run may share an engine: their labs' names must differ ('mx2-open').
+    prefix = f"mx{selection.shard.partition('/')[0]}-" if selection.shard else LAB_PREFIX
     jobs = []
     for profile in selection.profiles:
         protocols = [proto for name, proto in selection.pairs if name == profile.name]
         if protocols:
-            jobs.append(LabJob(profile, protocols, lab_name(profile.name, taken)))
+            jobs.append(LabJob(profile, protocols, lab_name(profile.name, taken, prefix)))
     return jobs
 
 
@@ -132,7 +134,7 @@ def split_job(job: LabJob, pools: list[tuple[str, set[str]]], taken: set[str]) -
         left = [p for p in left if p not in mine]
         if not mine:
             continue
-        name = job.name if not parts else lab_name(f"{job.profile.name}-{pool}", taken)
+        name = job.name if not parts else lab_name(f"{job.name}-{pool}", taken, "")
         parts.append(LabJob(job.profile, mine, name, {p: r for p, r in job.skipped.items() if p in mine}, pool,
                             nat_probe=not parts))
     return parts
