@@ -155,10 +155,11 @@ def run_lab(
         cells += parallel(check_one, job.runnable, limit=session.concurrency)
         seconds["check"] = round(time.monotonic() - t0, 2)
 
-        t0 = time.monotonic()
-        phase("measuring NAT behaviour (RFC 5780)")
-        nat = measure(lab, plan)
-        seconds["nat"] = round(time.monotonic() - t0, 2)
+        if getattr(plan.topology, "nat_probe", False):  # one lab per profile carries the probe
+            t0 = time.monotonic()
+            phase("measuring NAT behaviour (RFC 5780)")
+            nat = measure(lab, plan)
+            seconds["nat"] = round(time.monotonic() - t0, 2)
     finally:
         if lab is not None or cancelled.is_set():
             t0 = time.monotonic()
