@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # vpnlab quick start on a fresh Debian 12 / Ubuntu 24.04 machine (root or sudo):
-#   ci/quickstart.sh demo   install what is missing, build the images, run the passthrough demo
-#   ci/quickstart.sh test   install what is missing, run the whole test suite (unit + integration)
-# Extra arguments go to `vpnlab run` (demo) or to pytest (test).
+#   ci/quickstart.sh matrix  install what is missing, build the images, run the passthrough matrix
+#                            (every protocol through every router profile), reports in results/
+#   ci/quickstart.sh test    install what is missing, run the whole test suite (unit + integration)
+# Extra arguments go to `vpnlab matrix` (matrix, e.g. --profiles open,strict) or to pytest (test).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,16 +17,17 @@ SUDO=
 [ "$(id -u)" -eq 0 ] || SUDO="sudo -n -E"
 
 case "$what" in
-    demo)
+    matrix)
         mkdir -p results
         $SUDO "$VPNLAB" images build
-        exec $SUDO "$VPNLAB" run topologies/passthrough-demo.yml --json results/passthrough-demo.json "$@"
+        exec $SUDO "$VPNLAB" matrix --json results/matrix.json --html results/matrix.html \
+            --markdown results/matrix.md --junit results/matrix.xml "$@"
         ;;
     test)
         exec $SUDO .venv/bin/python -m pytest --vpnlab-require-engine "$@"
         ;;
     *)
-        echo "usage: ci/quickstart.sh demo|test [ARGS...]" >&2
+        echo "usage: ci/quickstart.sh matrix|test [ARGS...]" >&2
         exit 2
         ;;
 esac

@@ -329,18 +329,52 @@ def doctor(as_json: bool, host_only: bool) -> None:
     sys.exit(0 if report.ok else 1)
 
 
-@main.group()
-def report() -> None:
-    """Matrix results: join the shards of a CI run into one matrix and write its reports."""
-
-
 REPORT_FORMATS = {"json": "JSON", "junit": "JUnit XML (a test per cell)", "markdown": "Markdown",
                   "html": "one self-contained HTML file"}
 
 
-def _report_file(what: str) -> Callable[..., Any]:
+def _report_file(what: str, whose: str = "the merged matrix") -> Callable[..., Any]:
     return click.option(f"--{what}", f"{what}_file", type=click.Path(dir_okay=False, path_type=Path),
-                        help=f"Write the merged matrix as {REPORT_FORMATS[what]}.")
+                        help=f"Write {whose} as {REPORT_FORMATS[what]}.")
+
+
+@main.command()
+@click.option("--profiles", metavar="A,B,FILE.yml",
+              help="Router profiles, comma-separated: built-in names or YAML files (default: every built-in one).")
+@click.option("--protocols", metavar="P,Q", help="Protocols, comma-separated (default: every registered one).")
+@click.option("--jobs", type=int, help="Labs at once (default: one per core with UML, a guest each; 4 per host engine).")
+@click.option("--shard", metavar="K/N", help="Run only the K-th of N deterministic shares of the cells (CI).")
+@runtime_option
+@click.option("--engine", "engine_refs", multiple=True, metavar="URL_OR_CONTEXT",
+              help="Run labs on this Docker engine (a DOCKER_HOST URL or a context name); repeat to spread labs over several.")
+@_report_file("json", "the matrix")
+@_report_file("junit", "the matrix")
+@_report_file("markdown", "the matrix")
+@_report_file("html", "the matrix")
+@friendly
+def matrix(profiles: str | None, protocols: str | None, jobs: int | None, shard: str | None, runtime: str,
+           engine_refs: tuple[str, ...], json_file: Path | None, junit_file: Path | None,
+           markdown_file: Path | None, html_file: Path | None) -> None:
+    """Every protocol through every router profile: one lab per profile, the matrix with its evidence.
+
+    Exits 0 when every cell equals its profile's expectation, 1 otherwise, 2 for bad input.
+    """
+    from lab.matrix.reports import write_reports
+    from lab.matrix.run import MatrixOptions, run_matrix
+    from lab.matrix.terminal import print_matrix
+
+    options = MatrixOptions(profiles, protocols, jobs, shard, runtime, list(engine_refs))
+    result = run_matrix(options, console=errors)
+    written = write_reports(result, json=json_file, junit=junit_file, markdown=markdown_file, html=html_file)
+    print_matrix(result, console)
+    for path in written:
+        console.print(f"wrote {escape(str(path))}")
+    sys.exit(0 if result.passed else 1)
+
+
+@main.group()
+def report() -> None:
+    """Matrix results: join the shards of a CI run into one matrix and write its reports."""
 
 
 @report.command("merge")

@@ -80,6 +80,7 @@ def server_node(plan: LabPlan, name: str) -> NodeSpec:
         name=name,
         role="server",
         links=[Link("wan", "eth0", f"{plan.addresses.servers[name]}/{plan.addresses.wan.prefixlen}")],
+        routes=server_routes(plan),
         devices=_devices(set(server.protocols), plan.environment),
     )
     for proto_name in server.protocols:
@@ -88,6 +89,15 @@ def server_node(plan: LabPlan, name: str) -> NodeSpec:
         node.setup += proto.server_start(ctx)
     node.files = _dedupe(node.files)
     return node
+
+
+def server_routes(plan: LabPlan) -> list[str]:
+    """Without NAT the clients' packets arrive from LAN addresses: a server needs a route back
+    to the LAN through the router's WAN address, as an ISP routes a customer's prefix
+    (without it every reply fails with "Network is unreachable"). With NAT it needs none."""
+    if plan.router.masquerades:
+        return []
+    return [f"{plan.addresses.lan} via {plan.addresses.router_wan} dev eth0"]
 
 
 def client_node(plan: LabPlan, name: str) -> NodeSpec:

@@ -139,6 +139,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "requires_kernel(*features): skip unless the lab's kernel has these features (see lab.kernel)"
     )
+    config.addinivalue_line(
+        "markers", "vpnlab_matrix(profiles=None, protocols=None): parametrize vpnlab_cell by matrix cells"
+    )
 
 
 class Runtimes:
@@ -338,3 +341,56 @@ def _vpnlab_requires_kernel(request: pytest.FixtureRequest) -> None:
     if missing:
         names = ", ".join(FEATURE_LABELS.get(f, f) for f in missing)
         pytest.skip(f"kernel {features.release} lacks {names}")
+
+
+# --- matrix cells as tests ------------------------------------------------------------------------
+#
+#     @pytest.mark.vpnlab_matrix(profiles=["open", "no-helpers"], protocols=["wireguard", "pptp"])
+#     def test_passthrough(vpnlab_cell):
+#         assert_cell(vpnlab_cell)
+#
+# One test per (profile, protocol), ids like 'open-pptp'; each profile's lab comes up once per
+# test session, all its cells are checked together, and it is removed before its first test reports.
+
+
+def assert_cell(cell: Any) -> None:
+    """Fail, with the observed reason, the documented one and the evidence, unless the cell is as expected."""
+    __tracebackhide__ = True
+    from lab.matrix.text import clean, evidence_summary
+
+    if cell.observed == "skipped":
+        pytest.skip(f"{cell.profile}-{cell.protocol}: {cell.reason}")
+    if not cell.passed:
+        documented = cell.expected_reason or f"the profile expects it {cell.expect}"
+        pytest.fail(
+            f"{cell.profile} · {cell.protocol}: expected {cell.expect}, observed {cell.observed} after {cell.seconds} s\n"
+            f"documented: {clean(documented)}\nobserved: {clean(cell.reason)}\nevidence:\n{evidence_summary(cell)}",
+            pytrace=False,
+        )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker("vpnlab_matrix")
+    if marker is None or "vpnlab_cell" not in metafunc.fixturenames:
+        return
+    from lab.matrix.pytest_cells import marker_pairs
+
+    pairs = marker_pairs(marker)
+    metafunc.parametrize("vpnlab_cell", pairs, ids=[f"{p}-{q}" for p, q in pairs], indirect=True, scope="function")
+
+
+@pytest.fixture(scope="session")
+def _vpnlab_matrix_labs(request: pytest.FixtureRequest) -> Any:
+    from lab.matrix.pytest_cells import MatrixLabs
+
+    return MatrixLabs()
+
+
+@pytest.fixture
+def vpnlab_cell(request: pytest.FixtureRequest, _vpnlab_matrix_labs: Any) -> Any:
+    """The matrix cell of this test's (profile, protocol), from its profile's shared lab."""
+    marker = request.node.get_closest_marker("vpnlab_matrix")
+    if marker is None or not hasattr(request, "param"):
+        pytest.fail("vpnlab_cell needs @pytest.mark.vpnlab_matrix(profiles=[...], protocols=[...])", pytrace=False)
+    runtimes = request.getfixturevalue("vpnlab_runtimes")
+    return _vpnlab_matrix_labs.cell(marker, request.param, runtimes)

@@ -17,6 +17,7 @@ from lab.router.comments import COMMENT_PREFIX, is_flow_drop
 COMMENT_RE = re.compile(r"/\* (.*?) \*/")
 _HELPER_RE = re.compile(r"\bhelper=(\S+)")
 _DPORT_RE = re.compile(r"\bdport=(\d+)")
+_ADDRESS_RE = re.compile(r"\b(src|dst)=(\S+)")
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,16 @@ class ConntrackEntry:
         """The original direction's destination port (TCP/UDP)."""
         match = _DPORT_RE.search(self.line)
         return int(match.group(1)) if match else None
+
+    @property
+    def source_translated(self) -> bool:
+        """Whether the router rewrote the sender's address (NAT): the reply then goes to
+        another address than the original sender's."""
+        addresses = _ADDRESS_RE.findall(self.line)
+        if len(addresses) < 4:
+            return False
+        original_src, reply_dst = addresses[0][1], addresses[3][1]
+        return original_src != reply_dst
 
     def is_flow(self, flow: Flow) -> bool:
         return self.proto == flow.proto and (flow.port is None or f"dport={flow.port} " in self.line + " ")

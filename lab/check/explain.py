@@ -41,3 +41,14 @@ def explain(
     elif entries:
         facts.append(f"router conntrack shows {labels} to {ctx.server_wan} answered")
     return "; ".join(facts + protocol_facts)
+
+
+UNREACHABLE = "Network is unreachable"
+
+
+def return_route_facts(server_sections: dict[str, str], ctx: TunnelContext) -> list[str]:
+    """A server that cannot answer the client because it has no route back to the LAN (routed,
+    un-NATed traffic without a return route): its daemons log "Network is unreachable"."""
+    if not any(UNREACHABLE in text for text in server_sections.values()):
+        return []
+    return [f"the server has no route back to {ctx.plan.lan} (its log says '{UNREACHABLE}')"]

@@ -25,7 +25,7 @@ from lab.check.evidence import (
     router_evidence_command,
     rule_hits,
 )
-from lab.check.explain import explain, parse_result
+from lab.check.explain import explain, parse_result, return_route_facts
 from lab.check.results import TunnelResult
 from lab.check.scripts import parse_sections, sections_command, tunnel_dir
 from lab.protocols import PROTOCOLS
@@ -98,7 +98,8 @@ def check_tunnel(lab: DockerLab, ctx: TunnelContext, router_node: str) -> Tunnel
         server=server,
         router=RouterEvidence(tuple(ConntrackEntry.parse(line) for line in all_entries), tuple(all_hits)),
     )
-    reason = explain(observed, detail, proto.diagnose(seen), entries, hits, proto.flows, ctx)
+    facts = proto.diagnose(seen) + (return_route_facts(server, ctx) if observed != "up" else [])
+    reason = explain(observed, detail, facts, entries, hits, proto.flows, ctx)
     seconds = millis / 1000 if millis is not None else elapsed
     return TunnelResult(
         tunnel.client, tunnel.server, tunnel.protocol, tunnel.expect, observed, reason, round(seconds, 2), evidence

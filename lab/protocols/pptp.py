@@ -1,10 +1,11 @@
 """PPTP: pptpd on the server, pptp-linux with pppd on the client (TCP 1723 control, GRE data).
 
 MS-CHAPv2 with a password made per lab; MPPE-128 required where the kernel
-has ppp_mppe (the log says which). Through a NAT router PPTP needs the pptp
-conntrack helper: without it the server's GRE is not matched to the client's
-and dies at the router, so the diagnosis reads the router's conntrack and
-counters to say that in words.
+has ppp_mppe (the log says which). Through a stateful router PPTP needs the pptp
+conntrack helper, NAT or not: without it the server's GRE is not matched to the
+client's call and dies at the router (addressed to the router itself behind NAT;
+as new traffic from the WAN without NAT), so the diagnosis reads the router's
+conntrack and counters to say which, in words.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from lab.protocols.ppp import (
     server_name,
 )
 from lab.render import render
-from lab.router.comments import INPUT_GRE_NOT_TIED
+from lab.router.comments import FORWARD_DEFAULT_DROP, INPUT_GRE_NOT_TIED
 
 if TYPE_CHECKING:  # pragma: no cover
     from lab.check.evidence import Evidence, RouterEvidence
@@ -144,7 +145,11 @@ class Pptp(PppProtocol):
             facts.append(f"no TCP {PORT} connection through the router")
         gre_unanswered = any(e.unreplied for e in router.entries("gre"))
         if gre_unanswered and any(e.assured for e in control):
-            facts.append(_gre_not_translated(router))
+            helper = any(e.helper == "pptp" for e in control)
+            if any(e.source_translated for e in control):
+                facts.append(_gre_not_translated(router))
+            else:
+                facts.append(_gre_not_matched(router, helper))
         facts += lcp_facts(client.get("client log", ""), evidence.server.get("log", ""))
         facts += ppp_facts(client)
         facts += mppe_facts(client.get("pppd", ""))
@@ -157,6 +162,21 @@ class Pptp(PppProtocol):
     @staticmethod
     def _mppe_script() -> NodeFile:
         return NodeFile(MPPE_SCRIPT, render("pptp/mppe.sh.j2", mppe_options=MPPE_OPTIONS), 0o755)
+
+
+def _gre_not_matched(router: RouterEvidence, helper: bool) -> str:
+    """Without NAT nothing needs translating, yet a stateful router still has to tie the
+    server's GRE (keyed by the client's call ID) to the call: only the pptp helper knows the
+    call IDs, so without it the GRE is new traffic from the WAN, dropped by the forward chain."""
+    why = "the pptp helper is attached but did not tie it" if helper else "no pptp helper"
+    fact = (
+        f"GRE from the server not matched to a call ({why}): nothing is translated (no NAT), "
+        "but the client's GRE entry in router conntrack stays [UNREPLIED]"
+    )
+    dropped = router.packets(FORWARD_DEFAULT_DROP, chain="FORWARD")
+    if dropped is not None:
+        fact += f"; rule '{FORWARD_DEFAULT_DROP}' (FORWARD) dropped {dropped} packets"
+    return fact
 
 
 def _gre_not_translated(router: RouterEvidence) -> str:

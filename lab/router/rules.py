@@ -7,13 +7,17 @@ lets the tunnel checks name the rule whose counters show it dropped a flow.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from lab.render import render
 from lab.router import comments
 from lab.router.comments import COMMENT_PREFIX
 from lab.router.helpers import CONNTRACK_SYSCTLS, HELPERS, HelperFlow, passthrough_flows
 from lab.topology.addressing import AddressPlan
-from lab.topology.model import Topology
+from lab.topology.model import AllowRule, Topology
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lab.protocols.base import Protocol
 
 ROUTER_NODE = "router"  # the node name (topologies reserve it)
 LAN_IF = "lan0"
@@ -38,9 +42,14 @@ class DropRule:
 
 @dataclass(frozen=True)
 class RouterPlan:
-    """The router node as the lab builds it: its name, interfaces, NAT, helpers, drops, sysctls."""
+    """The router node as the lab builds it: its name, interfaces, NAT, helpers, drops, sysctls.
 
-    nat: str
+    ``allowed_out`` is None when everything may go out; otherwise the only LAN -> WAN
+    traffic accepted (each a rule with its comment), followed by ``strict_drops`` (one
+    per known VPN flow not allowed, so each counter names its flow) and a catch-all drop.
+    """
+
+    nat: str  # masquerade, masquerade-random-fully or none (lab.topology.model.NatMode)
     lan_if: str
     wan_if: str
     lan: str
@@ -48,6 +57,20 @@ class RouterPlan:
     drops: list[DropRule]
     sysctls: dict[str, str] = field(default_factory=dict)
     name: str = ROUTER_NODE
+    allowed_out: list[DropRule] | None = None
+    strict_drops: list[DropRule] = field(default_factory=list)
+
+    @property
+    def masquerades(self) -> bool:
+        return self.nat != "none"
+
+    @property
+    def nat_comment(self) -> str:
+        return comments.NAT_MASQUERADE_RANDOM_FULLY if self.nat == "masquerade-random-fully" else comments.NAT_MASQUERADE
+
+    @property
+    def nat_options(self) -> str:
+        return " --random-fully" if self.nat == "masquerade-random-fully" else ""
 
 
 def plan_router(topology: Topology, plan: AddressPlan) -> RouterPlan:
@@ -61,6 +84,8 @@ def plan_router(topology: Topology, plan: AddressPlan) -> RouterPlan:
             drops.append(DropRule(comments.passthrough_off(family, label), proto, port, port))
     for block in router.block:
         drops.append(DropRule(comments.block(block.label), block.proto, block.port_low, block.port_high))
+
+    allowed_out, strict_drops = _strict(router.allow_out)
 
     sysctls = {"net.ipv4.ip_forward": "1"}
     for key, sysctl in CONNTRACK_SYSCTLS.items():
@@ -76,8 +101,40 @@ def plan_router(topology: Topology, plan: AddressPlan) -> RouterPlan:
         helpers=[flow for name in router.helpers for flow in HELPERS[name].flows],
         drops=drops,
         sysctls=sysctls,
+        allowed_out=allowed_out,
+        strict_drops=strict_drops,
     )
 
 
+def _strict(allow_out: list[AllowRule] | None) -> tuple[list[DropRule] | None, list[DropRule]]:
+    """The accepts of ``router.allow_out`` and the named drops of every known VPN flow they
+    leave out (the registry's flows, once each), so a down tunnel's reason can cite its own."""
+    if allow_out is None:
+        return None, []
+    allowed = [DropRule(comments.strict_allowed(rule.label), rule.proto, rule.port_low, rule.port_high) for rule in allow_out]
+    named: list[DropRule] = []
+    for protocol in _protocols():
+        for flow in protocol.flows:
+            if any(rule.covers(flow.proto, flow.port) for rule in allow_out):
+                continue
+            rule = DropRule(comments.strict_not_allowed(flow.label), flow.proto, flow.port, flow.port)
+            if rule not in named:
+                named.append(rule)
+    return allowed, named
+
+
+def _protocols() -> list[Protocol]:
+    from lab.protocols import PROTOCOLS  # the protocols import lab.router.comments
+
+    return list(PROTOCOLS.values())
+
+
 def render_ruleset(router: RouterPlan) -> str:
-    return render("router/rules.v4.j2", router=router, prefix=COMMENT_PREFIX, gre_not_tied=comments.INPUT_GRE_NOT_TIED)
+    return render(
+        "router/rules.v4.j2",
+        router=router,
+        prefix=COMMENT_PREFIX,
+        gre_not_tied=comments.INPUT_GRE_NOT_TIED,
+        default_drop=comments.FORWARD_DEFAULT_DROP,
+        strict_not_allowed=comments.STRICT_NOT_ALLOWED,
+    )

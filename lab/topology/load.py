@@ -24,10 +24,11 @@ def load_topology(path: str | Path) -> Topology:
         text = path.read_text()
     except OSError as exc:
         raise TopologyError(str(path), [Problem("", f"cannot read the file ({exc.strerror})")]) from None
-    return parse_topology(text, source=str(path))
+    return parse_topology(text, source=str(path), base_dir=path.parent)
 
 
-def parse_topology(text: str, source: str = "<topology>") -> Topology:
+def parse_topology(text: str, source: str = "<topology>", base_dir: Path | None = None) -> Topology:
+    """``base_dir``: where a relative ``router.profile`` path is looked for (the file's folder)."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -39,11 +40,16 @@ def parse_topology(text: str, source: str = "<topology>") -> Topology:
         raise TopologyError(source, [Problem("", "the topology must be a YAML mapping with name, servers, clients")])
 
     problems: list[Problem] = []
+    router = data.get("router")
+    if isinstance(router, dict) and "profile" in router:
+        data = dict(data)
+        data["router"], profile_problems = apply_profile(router, base_dir)
+        problems += profile_problems
     topology: Topology | None = None
     try:
         topology = Topology.model_validate(data)
     except ValidationError as exc:
-        problems += [_problem_from_pydantic(err) for err in exc.errors()]
+        problems += [problem_from_pydantic(err) for err in exc.errors()]
     problems += cross_reference_problems(data)
 
     unique = sorted(dict.fromkeys(problems), key=_document_order)
@@ -74,7 +80,28 @@ def _location(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def _problem_from_pydantic(err: dict[str, Any]) -> Problem:
+def apply_profile(router: dict[str, Any], base_dir: Path | None) -> tuple[dict[str, Any], list[Problem]]:
+    """``router: {profile: REF, ...overrides}`` -> the profile's router keys with the overrides
+    on top (nested mappings merged key by key), or the problem that prevents it."""
+    from lab.profiles import ProfileError, load_profile, merge_router
+
+    ref = router["profile"]
+    overrides = {k: v for k, v in router.items() if k != "profile"}
+    if not isinstance(ref, str) or not ref.strip():
+        return overrides, [Problem("router.profile", "must be a profile name (e.g. open) or the path of a profile file")]
+    if base_dir is not None and not Path(ref).is_absolute() and (base_dir / ref).is_file():
+        ref = str(base_dir / ref)
+    try:
+        profile = load_profile(ref)
+    except ProfileError as exc:
+        if exc.source == ref and len(exc.problems) == 1 and not exc.problems[0].location:
+            return overrides, [Problem("router.profile", exc.problems[0].message)]
+        detail = "; ".join(f"{p}" for p in exc.problems)
+        return overrides, [Problem("router.profile", f"profile {exc.source} cannot be used: {detail}")]
+    return merge_router(profile.router, overrides), []
+
+
+def problem_from_pydantic(err: Any) -> Problem:
     kind = err["type"]
     msg = err["msg"]
     if kind == "extra_forbidden":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -72,6 +72,8 @@ class Conntrack(Strict):
 class BlockRule(Strict):
     """One extra drop in the router's forward path."""
 
+    KIND: ClassVar[str] = "a block rule"  # how an error names it
+
     proto: str
     port_low: int | None = None
     port_high: int | None = None
@@ -82,21 +84,21 @@ class BlockRule(Strict):
         if isinstance(value, str):
             return cls.parse_fields(value)
         if isinstance(value, (int, float)):
-            raise ValueError(f"'{value}' is not a block rule (allowed: {BLOCK_RULE})")
+            raise ValueError(f"'{value}' is not {cls.KIND} (allowed: {BLOCK_RULE})")
         return value
 
     @classmethod
     def parse(cls, text: str) -> BlockRule:
         return cls(**cls.parse_fields(text))
 
-    @staticmethod
-    def parse_fields(text: str) -> dict[str, object]:
+    @classmethod
+    def parse_fields(cls, text: str) -> dict[str, object]:
         text = text.strip().lower()
         if text in BLOCK_PROTOCOLS:
             return {"proto": text}
         match = BLOCK_RE.match(text)
         if not match:
-            raise ValueError(f"'{text}' is not a block rule (allowed: {BLOCK_RULE})")
+            raise ValueError(f"'{text}' is not {cls.KIND} (allowed: {BLOCK_RULE})")
         low = int(match.group(2))
         high = int(match.group(3) or low)
         if not (1 <= low <= high <= 65535):
@@ -111,14 +113,38 @@ class BlockRule(Strict):
             return f"{self.proto}/{self.port_low}"
         return f"{self.proto}/{self.port_low}-{self.port_high}"
 
+    def covers(self, proto: str, port: int | None) -> bool:
+        """Whether this rule matches all of a flow (port None: the whole IP protocol)."""
+        if self.proto != proto:
+            return False
+        if self.port_low is None:
+            return True
+        return port is not None and self.port_low <= port <= (self.port_high or self.port_low)
+
+
+class AllowRule(BlockRule):
+    """One kind of traffic a strict router lets out (same syntax as a block rule)."""
+
+    KIND: ClassVar[str] = "an allow_out rule"
+
+
+# router.nat: "masquerade-random-fully" is MASQUERADE --random-fully (a random source port
+# per new mapping instead of keeping the client's port: endpoint-dependent, "symmetric" NAT)
+NatMode = Literal["masquerade", "masquerade-random-fully", "none"]
 
 
 class Router(Strict):
-    nat: Literal["masquerade", "none"] = "masquerade"
+    nat: NatMode = "masquerade"
     helpers: list[str] = Field(default_factory=list)
     passthrough: Passthrough = Field(default_factory=lambda: every_family({}), validate_default=True)
     block: list[BlockRule] = Field(default_factory=list)
+    # None: everything may go out (LAN -> WAN); a list: only these (a guest or hotel network)
+    allow_out: list[AllowRule] | None = None
     conntrack: Conntrack = Field(default_factory=Conntrack)
+
+    @property
+    def masquerades(self) -> bool:
+        return self.nat != "none"
 
     @field_validator("helpers")
     @classmethod
