@@ -31,10 +31,12 @@ else
     python3 -m venv "$VENV"
 fi
 
-want="$(sha256sum "$REPO/pyproject.toml" | cut -d' ' -f1)"
+# setup.py maps the top-level data folders (images/, topologies/, profiles/) into the package:
+# a folder added there needs a new editable install, so the list of their folders is part of the stamp
+want="$( { cat "$REPO/pyproject.toml" "$REPO/setup.py"; (cd "$REPO" && find images topologies profiles -type d 2>/dev/null | sort); } | sha256sum | cut -d' ' -f1)"
 have="$(cat "$STAMP" 2>/dev/null || true)"
 if [ "$want" = "$have" ] && "$VENV/bin/python" -c 'import lab, docker, rich' 2>/dev/null; then
-    step "pip: vpnlab already installed (pyproject.toml unchanged)"
+    step "pip: vpnlab already installed (pyproject.toml, setup.py and the data folders unchanged)"
 else
     step "pip: installing vpnlab in editable mode with test extras"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip </dev/null

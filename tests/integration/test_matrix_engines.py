@@ -7,8 +7,6 @@ The second engine is a second dockerd on this machine, in a network namespace of
 from __future__ import annotations
 
 import json
-import os
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -19,19 +17,21 @@ import pytest
 
 from lab.runtime.image_sync import sync_images
 
-from .test_other_engine import (  # noqa: F401 - pytestmark skips without root or dockerd
+from .test_other_engine import (
     SecondEngine,
     environment,
     lab_events,
     launch_engine,
     load_debian_base,
-    pytestmark,
+    skip_reason,
     stop_engine,
     vpnlab,
     wait_until_it_answers,
 )
 
 FIRST = "unix:///var/run/docker.sock"
+if skip_reason:
+    pytestmark = pytest.mark.skip(reason=skip_reason)
 
 
 @pytest.fixture(scope="module")

@@ -44,10 +44,13 @@ tunnels:
 """
 START_TIMEOUT = 60.0
 
-if os.geteuid() != 0:
-    pytestmark = pytest.mark.skip(reason="starting a second dockerd needs root")
-elif shutil.which("dockerd") is None:
-    pytestmark = pytest.mark.skip(reason="dockerd is missing (Debian package docker.io)")
+skip_reason = (
+    "starting a second dockerd needs root" if os.geteuid() != 0
+    else "dockerd is missing (Debian package docker.io)" if shutil.which("dockerd") is None
+    else ""
+)
+if skip_reason:
+    pytestmark = pytest.mark.skip(reason=skip_reason)
 
 
 @dataclass
