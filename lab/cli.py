@@ -28,7 +28,7 @@ console = Console(stderr=False, highlight=False, width=None if sys.stdout.isatty
 errors = Console(stderr=True, highlight=False)
 
 
-def _terminate(signum: int, frame: Any) -> None:
+def _terminate(signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 

@@ -76,16 +76,7 @@ def profiles() -> list[Path]:
     return sorted(folder.glob("*.yml")) if folder else []
 
 
-def templates_dir() -> Path:
-    """The Jinja2 templates every node's files are rendered from."""
-    return Path(str(importlib.resources.files("lab") / "templates"))
-
 
 def setup_script() -> Path:
     """The machine set-up script (system packages, Docker engine) that `vpnlab setup` runs."""
     return Path(str(importlib.resources.files("lab") / "setup" / "machine.sh"))
-
-
-def init_templates_dir() -> Path:
-    """The starter project `vpnlab init` writes."""
-    return templates_dir() / "init"

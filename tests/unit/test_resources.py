@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.resources
+
 from pathlib import Path
 
 import pytest
@@ -18,8 +20,8 @@ def test_every_image_folder_and_topology_is_found_through_the_package(monkeypatc
     assert all((images_dir() / spec.name / "Dockerfile").is_file() for spec in IMAGES)
     assert "home-office" in [p.stem for p in resources.topologies()]
     assert resources.topology("home-office.yml") == resources.topology("home-office")
-    assert (resources.init_templates_dir() / "test_vpn.py.j2").is_file()
-    assert isinstance(resources.profiles(), list)  # empty until profiles/ exists
+    assert (Path(str(importlib.resources.files("lab"))) / "templates" / "init" / "test_vpn.py.j2").is_file()
+    assert "open" in [p.stem for p in resources.profiles()]
 
 
 def test_unknown_shipped_topology_names_the_known_ones() -> None:
