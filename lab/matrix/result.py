@@ -141,9 +141,17 @@ class MatrixResult:
 
     @property
     def missing(self) -> list[tuple[str, str]]:
-        """(profile, protocol) pairs of the matrix without a cell (a shard not merged in)."""
+        """(profile, protocol) pairs of the matrix without a cell (a shard not merged in).
+
+        One shard's own run ('K/N', no shard_seconds: not a merge) misses only cells of its share:
+        the rest are other shards'. A merge (shard_seconds filled) misses every cell no shard brought.
+        """
         have = {c.key for c in self.cells}
-        return [(p.name, proto) for p in self.profiles for proto in self.protocols if (p.name, proto) not in have]
+        pairs = [(p.name, proto) for p in self.profiles for proto in self.protocols]
+        if self.shard and "+" not in self.shard and not self.shard_seconds:
+            share = set(shard_cells(pairs, *parse_shard(self.shard)))
+            pairs = [pair for pair in pairs if pair in share]
+        return [pair for pair in pairs if pair not in have]
 
     @property
     def mismatches(self) -> list[Cell]:

@@ -73,7 +73,7 @@ def test_the_four_reports(whole: tuple[Path, int, str]) -> None:
 
 def test_shards_merged_equal_the_unsharded_run(whole: tuple[Path, int, str], tmp_path: Path) -> None:
     out, _, _ = whole
-    shards = [matrix("--shard", f"{k}/2", "--jobs", "1", "--json", str(tmp_path / f"s{k}.json")) for k in (1, 2)]
+    shards = [matrix("--shard", f"{k}/2", "--json", str(tmp_path / f"s{k}.json")) for k in (1, 2)]
     for proc in shards:
         code, text = finished(proc)
         assert code == 0, text

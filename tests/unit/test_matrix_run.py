@@ -152,3 +152,17 @@ def test_assert_cell_fails_with_both_reasons() -> None:
         assert_cell(cell)
     text = str(failed.value)
     assert "expected down, observed up" in text and "no pptp helper" in text and "helper=pptp" in text
+
+
+def test_a_shards_own_result_misses_only_its_share_but_a_merge_of_it_misses_the_rest() -> None:
+    from lab.matrix.merge import merge
+    from lab.matrix.result import Cell, LabLayout, MatrixResult, ProfileInfo
+
+    selection = select("open,no-helpers", "wireguard,pptp", "1/2")
+    cells = [Cell(p, "alice", "vpn", q, "up", "up", "ok", 1.0) for p, q in selection.pairs]
+    result = MatrixResult("docker", "", "6.1", "", [ProfileInfo(p.name, "", "builtin") for p in selection.profiles],
+                          selection.protocols, LabLayout("l", "w", "router", "a", "b"), cells, {"total": 1.0},
+                          shard="1/2")
+    assert result.missing == [] and result.passed
+    merged = merge([result])
+    assert merged.missing and not merged.passed
