@@ -185,6 +185,8 @@ def run_matrix(options: MatrixOptions, console: Console | None = None) -> Matrix
     lanes: list[tuple[Pool, Engine]] = []
     for pool in pools:
         count = max(0, min(pool.lanes, queues[pool.name].qsize()))
+        if count == 0:  # a shard whose cells need none of this pool's labs
+            continue
         pool.engines = pool.engines[:count] if len(pool.engines) > count else pool.engines
         lanes += [(pool, engine) for engine in pool.lane_engines()[:count]]
     engines = list(dict.fromkeys(engine for _, engine in lanes))
