@@ -46,12 +46,12 @@ def name_from_folder(folder: Path) -> str:
     """A valid lab name from a folder's name ('My VPN Tests' -> 'my-vpn-tests'), else the default."""
     candidate = re.sub(r"[^a-z0-9]+", "-", folder.resolve().name.lower()).strip("-")
     candidate = re.sub(r"^[^a-z]+", "", candidate)[:24].rstrip("-")
-    return candidate if NAME_RE.match(candidate) else DEFAULT_NAME
+    return candidate if NAME_RE.fullmatch(candidate) else DEFAULT_NAME
 
 
 def render_project(name: str) -> dict[str, str]:
     """Relative path -> text of every starter file (nothing touches the disk)."""
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise VpnlabError(f"'{name}' is not a valid lab name ({NAME_RULE})", hint="choose another with --name")
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("lab", "templates/init"),

@@ -13,7 +13,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,23}$")
+NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,23}")  # always fullmatch: "$" would let a trailing newline through
 NAME_RULE = "lowercase letters, digits and '-', starting with a letter, at most 24 characters"
 RESERVED_NODE_NAMES = {"router", "switch"}
 STUN_NODE = "stun"  # the NAT probe's STUN server, reserved when a topology says nat_probe: true
@@ -30,7 +30,7 @@ class Strict(BaseModel):
 
 
 def check_name(value: str) -> str:
-    if not NAME_RE.match(value):
+    if not NAME_RE.fullmatch(value):
         raise ValueError(f"'{value}' is not a valid name ({NAME_RULE})")
     return value
 

@@ -74,3 +74,12 @@ def test_address_ranges_are_enforced(lan: str, wan: str, field: str) -> None:
     with pytest.raises(TopologyError) as caught:
         parse_topology(text)
     assert [p.location for p in caught.value.problems] == [field]
+
+
+def test_a_name_with_a_trailing_newline_is_refused() -> None:
+    import pytest
+
+    from lab.errors import TopologyError
+
+    with pytest.raises(TopologyError, match="is not a valid name"):
+        parse_topology('name: "x\\n"\nservers: [{name: vpn, protocols: [wireguard]}]\nclients: [{name: a}]\n')
