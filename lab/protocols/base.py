@@ -118,6 +118,9 @@ class Protocol:
       first available wins) that ``vpnlab doctor`` and the lab's skips check.
     - ``kernel_recommended``: (feature, why) pairs not needed to come up, but a lab case needs.
     - ``guest_modules``: kernel modules a User-Mode Linux guest loads at boot for it.
+    - ``guest_warmup``: shell commands a guest runs once at boot, after its modules, so that
+      no tunnel pays for the kernel's on-demand work (each module the kernel asks for there
+      costs a process start, ~0.3 s; the first ESP SA asked for about twenty).
     - ``needs_ppp``: nodes get /dev/ppp (where the kernel has PPP).
     """
 
@@ -131,6 +134,7 @@ class Protocol:
     kernel_needs: ClassVar[tuple[Need, ...]] = ()
     kernel_recommended: ClassVar[tuple[tuple[str, str], ...]] = ()
     guest_modules: ClassVar[tuple[str, ...]] = ()
+    guest_warmup: ClassVar[tuple[str, ...]] = ()
     needs_ppp: ClassVar[bool] = False
 
     def client_interface(self, ctx: TunnelContext) -> str:

@@ -59,6 +59,7 @@ class Ikev2(Protocol):
              Alternative("tun", "strongSwan kernel-libipsec (no kernel ESP)")),
     )
     guest_modules = strongswan.GUEST_MODULES
+    guest_warmup = strongswan.GUEST_WARMUP
     ping_source_note = "the virtual IP, as source of charon's route in table 220"
 
     # --- server -------------------------------------------------------------

@@ -66,6 +66,7 @@ class L2tpIpsec(L2tp):
     # transport mode needs kernel ESP: strongSwan's kernel-libipsec does tunnel mode only
     kernel_needs = (*L2tp.kernel_needs, Need(Alternative("esp", "kernel ESP (transport mode)")))
     guest_modules = (*L2tp.guest_modules, *strongswan.GUEST_MODULES, "xt_policy")  # xt_policy: the drop rule
+    guest_warmup = strongswan.GUEST_WARMUP
     server_conf_template = "l2tp-ipsec/xl2tpd-server.conf.j2"
     ping_source_note = "the PPP address, given only while an ESP transport SA to the server exists"
 

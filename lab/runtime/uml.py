@@ -53,6 +53,13 @@ def guest_modules() -> list[str]:
     return list(dict.fromkeys([*BASE_MODULES, *protocols, *helper_modules()]))
 
 
+def guest_warmup() -> list[str]:
+    """Every registered protocol's boot-time warm-up commands, once each."""
+    from lab.protocols import PROTOCOLS
+
+    return list(dict.fromkeys(c for p in PROTOCOLS.values() for c in p.guest_warmup))
+
+
 GUEST_TOOLS = ["unshare", "socat", "ip", "mkfs.ext4", "dockerd", "containerd"]
 
 
@@ -230,7 +237,8 @@ class UmlGuest:
         common = dict(slot_dir=slot.path, guest_ip=guest_ip, engine_port=ENGINE_PORT)
         from lab.render import render  # jinja2: only when a guest boots
 
-        init = render("uml/init.sh.j2", modules_dir=MODULES_ROOT / str(kernel_release()), modules=guest_modules(), **common)
+        init = render("uml/init.sh.j2", modules_dir=MODULES_ROOT / str(kernel_release()), modules=guest_modules(),
+                      warmup=guest_warmup(), **common)
         launch = render(
             "uml/launch.sh.j2", host_ip=host_ip, tap="vpnlab-tap", socket=slot.socket, kernel=KERNEL,
             memory=MEMORY, disk=slot.disk, **common,
