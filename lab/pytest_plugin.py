@@ -61,8 +61,13 @@ class RunningLab:
             )
         return matches[0]
 
-    def check(self, client: str | None = None, protocol: str | None = None, server: str | None = None) -> TunnelResult:
-        """Start and check one tunnel (once: later calls return the same result)."""
+    def check(
+        self, client: str | None = None, protocol: str | None = None, server: str | None = None, *, again: bool = False
+    ) -> TunnelResult:
+        """Start and check one tunnel (once: later calls return the same result, unless ``again``:
+        then the previous attempt is ended and the tunnel started and checked anew)."""
+        if again:
+            self._results.pop(self._index(client, protocol, server), None)
         self.check_all(only=[self._index(client, protocol, server)])
         return self._results[self._index(client, protocol, server)]
 

@@ -45,6 +45,10 @@ def tunnel_files(ctx: TunnelContext) -> list[NodeFile]:
         still_trying=still_trying(proto, ctx),
         log_dir=LOG_DIR,
         run_dir=RUN_DIR,
+        stop=proto.client_stop(ctx),
+        attempt=ctx.attempt_path,
+        log=ctx.log_path,
+        marks=[(log, ctx.mark_path(log)) for log in proto.client_shared_logs(ctx)],
     )
     sections = {
         "interface": f"ip -s -d link show dev {iface}",

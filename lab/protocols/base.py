@@ -99,6 +99,20 @@ class TunnelContext:
     def log_path(self) -> str:
         return f"{LOG_DIR}/{self.tunnel.protocol}-{self.tunnel.server}.log"
 
+    @property
+    def attempt_path(self) -> str:
+        """Exists once the tunnel was started: a second check ends that attempt first."""
+        return f"{RUN_DIR}/attempt-{self.tunnel.id}"
+
+    def mark_path(self, log: str) -> str:
+        """Where the up-check keeps ``log``'s line count at the start of this attempt."""
+        return f"{self.attempt_path}.{log.rsplit('/', 1)[-1]}.line"
+
+    def since_attempt(self, log: str) -> str:
+        """Shell printing the lines of a shared log (one of client_shared_logs) written since
+        this attempt started: evidence never quotes an earlier check's lines."""
+        return f"tail -n +$(( $(cat {self.mark_path(log)} 2>/dev/null || echo 0) + 1 )) {log}"
+
 
 class Protocol:
     """One VPN protocol. Subclasses declare these facts as data; vpnlab derives the rest.
@@ -166,6 +180,19 @@ class Protocol:
 
     def client_start(self, ctx: TunnelContext) -> list[str]:
         raise NotImplementedError
+
+    def client_stop(self, ctx: TunnelContext) -> list[str]:
+        """Shell lines ending a previous attempt of this tunnel on the client, run by a second
+        check before anything else (and before the tunnel's log is emptied): its daemon gone,
+        its interface released. The up-check offers ``stop_pid PIDFILE [IFACE]``. Each line
+        may fail harmlessly (nothing of the attempt left)."""
+        return []
+
+    def client_shared_logs(self, ctx: TunnelContext) -> tuple[str, ...]:
+        """Client logs that other tunnels or earlier attempts also write (the tunnel's own
+        ``ctx.log_path`` starts empty at each attempt): the up-check notes where each ends,
+        and evidence reads them with ``ctx.since_attempt(log)``."""
+        return ()
 
     # Shown in the up-check's "down" message when ping_source() gave no address in time.
     ping_source_note: ClassVar[str] = ""

@@ -128,13 +128,21 @@ class Ikev2(Protocol):
     def client_start(self, ctx: TunnelContext) -> list[str]:
         return [strongswan.start_command(), strongswan.initiate_command(self._conn(ctx), ctx.log_path)]
 
+    def client_stop(self, ctx: TunnelContext) -> list[str]:
+        return [strongswan.terminate_command(self._conn(ctx))]
+
+    def client_shared_logs(self, ctx: TunnelContext) -> tuple[str, ...]:
+        return (strongswan.CHARON_LOG,)
+
     def client_evidence(self, ctx: TunnelContext) -> dict[str, str]:
         return {
             "backend": strongswan.backend_command(),
             "swanctl --list-sas": f"swanctl --list-sas --ike {self._conn(ctx)}",
             "xfrm state": strongswan.xfrm_states_command(str(ctx.server_wan)),
             "tunnel route": strongswan.routes_command(),
-            "charon log": strongswan.log_lines_command(self._conn(ctx), 40),
+            "charon log": strongswan.log_lines_command(
+                self._conn(ctx), 40, ctx.since_attempt(strongswan.CHARON_LOG)
+            ),
         }
 
     def diagnose(self, evidence: Evidence) -> list[str]:

@@ -111,6 +111,10 @@ class L2tp(PppProtocol):
             f"{self.pidfile(server)} {ctx.log_path} {server} {self.client_interface(ctx)}"
         )
 
+    def client_stop(self, ctx: TunnelContext) -> list[str]:
+        # xl2tpd's pppd hangs up on the way out and must release the interface name
+        return [f"stop_pid {self.pidfile(ctx.tunnel.server)} {self.client_interface(ctx)}"]
+
     def still_trying(self, ctx: TunnelContext) -> tuple[str, str]:
         return "xl2tpd", f"kill -0 $(cat {self.pidfile(ctx.tunnel.server)}) 2>/dev/null"
 

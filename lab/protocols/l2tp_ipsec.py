@@ -148,6 +148,16 @@ class L2tpIpsec(L2tp):
             f"{math.ceil(wait)} {'yes' if fallback else 'no'} {self.files_dir}/connect.sh {self.dial_arguments(ctx)}",
         ]
 
+    def client_stop(self, ctx: TunnelContext) -> list[str]:
+        return [
+            f"stop_pid {self.ipsec_pidfile(ctx.tunnel.server)}",
+            *super().client_stop(ctx),  # xl2tpd and its pppd
+            strongswan.terminate_command(self.conn(ctx)),
+        ]
+
+    def client_shared_logs(self, ctx: TunnelContext) -> tuple[str, ...]:
+        return (strongswan.CHARON_LOG,)
+
     def ipsec_pidfile(self, server: str) -> str:
         return f"{RUN_DIR}/{self.name}-{server}.ipsec.pid"
 
@@ -173,7 +183,7 @@ class L2tpIpsec(L2tp):
             "backend": strongswan.backend_command(),
             "swanctl --list-sas": f"swanctl --list-sas --ike {self.conn(ctx)}",
             "xfrm state": strongswan.xfrm_states_command(str(ctx.server_wan)),
-            "charon log": strongswan.log_lines_command(self.conn(ctx), 40),
+            "charon log": strongswan.log_lines_command(self.conn(ctx), 40, ctx.since_attempt(strongswan.CHARON_LOG)),
         }
 
     @staticmethod

@@ -61,7 +61,7 @@ class OpenVpn(Protocol):
             files=FILES,
             server=server,
             log=ctx.log_path,
-            pidfile=f"{RUN_DIR}/{self.name}-{server}.pid",
+            pidfile=self.pidfile(server),
         )
         tls = ctx.secrets.tls(ctx.tunnel.client, server=False)
         return [
@@ -70,6 +70,12 @@ class OpenVpn(Protocol):
                 ctx.secrets.ca.cert_pem, tls.cert_pem, tls.key_pem, ctx.secrets.openvpn_tls_crypt(server), server
             ),
         ]
+
+    def pidfile(self, server: str) -> str:
+        return f"{RUN_DIR}/{self.name}-{server}.pid"
+
+    def client_stop(self, ctx: TunnelContext) -> list[str]:
+        return [f"stop_pid {self.pidfile(ctx.tunnel.server)} {self.client_interface(ctx)}"]
 
     def client_start(self, ctx: TunnelContext) -> list[str]:
         return [f"openvpn --config {FILES}/{self.name}-{ctx.tunnel.server}.conf </dev/null >/dev/null 2>&1"]

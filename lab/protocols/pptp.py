@@ -117,13 +117,19 @@ class Pptp(PppProtocol):
         server = ctx.tunnel.server
         return [f"sh {FILES}/start-client.sh {FILES}/{server}.options {self.pidfile(server)} {ctx.log_path}"]
 
+    def client_stop(self, ctx: TunnelContext) -> list[str]:
+        return [f"stop_pid {self.pidfile(ctx.tunnel.server)} {self.client_interface(ctx)}"]
+
+    def client_shared_logs(self, ctx: TunnelContext) -> tuple[str, ...]:
+        return (SYSLOG,)
+
     def still_trying(self, ctx: TunnelContext) -> tuple[str, str]:
         # pppd exits once LCP times out: the verdict need not wait for the deadline.
         return "pppd", f"kill -0 $(cat {self.pidfile(ctx.tunnel.server)}) 2>/dev/null"
 
     def client_evidence(self, ctx: TunnelContext) -> dict[str, str]:
         # pptp-linux logs only to syslog (the node's busybox syslogd keeps it)
-        return {**super().client_evidence(ctx), "syslog": f"grep 'pptp\\[' {SYSLOG} | tail -n 15"}
+        return {**super().client_evidence(ctx), "syslog": f"{ctx.since_attempt(SYSLOG)} | grep 'pptp\\[' | tail -n 15"}
 
     def server_evidence(self, ctx: TunnelContext) -> dict[str, str]:
         return {

@@ -200,9 +200,20 @@ def initiate_command(child: str, log: str) -> str:
     return f"(swanctl --initiate --child {child} </dev/null >>{log} 2>&1 &)"
 
 
-def log_lines_command(conn: str, lines: int = 30) -> str:
-    """The lines of the shared charon log that belong to IKE_SAs of connection ``conn``."""
+def log_lines_command(conn: str, lines: int = 30, source: str | None = None) -> str:
+    """The lines of the shared charon log that belong to IKE_SAs of connection ``conn``
+    (``source``: a shell printing the part of the log to read, e.g. ``ctx.since_attempt``)."""
+    if source:
+        return f"{source} | grep -F '<{conn}|' | tail -n {lines}"
     return f"grep -F '<{conn}|' {CHARON_LOG} | tail -n {lines}"
+
+
+def terminate_command(conn: str) -> str:
+    """End connection ``conn``'s IKE_SA (and its CHILD_SAs), if charon has one: a re-check's stop."""
+    return (
+        f"swanctl --list-sas --ike {conn} 2>/dev/null | grep -q '^{conn}:'"
+        f" && swanctl --terminate --ike {conn} --timeout 5 >/dev/null 2>&1"
+    )
 
 
 def _peer_sa_id(conn: str, peer_id: str, version: int = 2) -> str:

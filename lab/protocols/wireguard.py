@@ -76,6 +76,10 @@ class WireGuard(Protocol):
         address = f"{self.client_tunnel_address(ctx.plan, ctx.tunnel.server, ctx.tunnel.client)}/24"
         return [f"sh {CONF_DIR}/wireguard/up.sh {iface} {CONF_DIR}/wireguard/{iface}.conf {address} >>{ctx.log_path} 2>&1"]
 
+    def client_stop(self, ctx: TunnelContext) -> list[str]:
+        # wireguard-go exits once its interface is deleted
+        return [f"ip link del dev {self.client_interface(ctx)} 2>/dev/null"]
+
     def client_evidence(self, ctx: TunnelContext) -> dict[str, str]:
         return {
             "wg show": f"wg show {self.client_interface(ctx)}",

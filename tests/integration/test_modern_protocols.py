@@ -43,6 +43,22 @@ def test_openvpn_log_shows_completion(checked: RunningLab) -> None:
     assert "Initialization Sequence Completed" in result.evidence["client"]["client log"]
 
 
+@pytest.mark.parametrize("protocol,done", [("wireguard", "up with"), ("openvpn-udp", "Initialization Sequence Completed")])
+def test_a_second_check_starts_again_and_its_evidence_is_its_own(checked: RunningLab, protocol: str, done: str) -> None:
+    # the client's daemon ("[w]": pgrep must not count the shell that runs it)
+    daemon = "[w]ireguard-go wg0" if protocol == "wireguard" else "[o]penvpn --config .*openvpn-udp-vpn1.conf"
+    first = checked.check("alice", protocol, "vpn1")
+    before = checked.exec("alice", f"pgrep -f '{daemon}'").output.split()
+    again = checked.check("alice", protocol, "vpn1", again=True)
+    after = checked.exec("alice", f"pgrep -f '{daemon}'").output.split()
+    assert_tunnel(first, "up")
+    assert_tunnel(again, "up")  # not "error: the start command failed" (its interface existed)
+    log = again.evidence["client"]["client log"]
+    assert log.count(done) == 1, log  # this attempt's lines only
+    if "kernel WireGuard" not in log:  # a daemon: the first one ended, one new one carries the tunnel
+        assert len(before) == 1 and len(after) == 1 and before != after, (before, after)
+
+
 def test_servers_cannot_reach_the_lan(checked: RunningLab) -> None:
     host = checked.host("vpn1")
     routes = host.check_output("ip route")

@@ -108,15 +108,31 @@ def test_passthrough_flows_derive_from_the_families() -> None:
     }
 
 
-def test_the_guest_loads_the_same_modules_as_before_the_registry() -> None:
+def test_the_guest_loads_the_same_modules_as_before_the_registry_and_the_esp_templates() -> None:
     before = {
         "tun", "veth", "bridge", "overlay", "ppp_generic", "ppp_async", "ppp_deflate", "ppp_mppe", "pptp",
         "l2tp_ppp", "esp4", "xfrm_user", "ip_tables", "iptable_filter", "iptable_nat", "iptable_raw",
         "iptable_mangle", "nf_conntrack_pptp", "nf_nat_pptp", "xt_CT", "xt_comment", "xt_conntrack",
         "xt_MASQUERADE", "xt_policy", "xt_tcpudp", "sch_netem", "gcm", "ghash_generic", "ctr", "seqiv",
     }
+    # what the kernel asked modprobe for on a guest's first ESP SAs (logs/modprobe.log), now loaded at boot
+    esp_templates = {"cryptomgr", "cbc", "hmac", "authenc", "echainiv", "sha512_generic", "drbg", "jitterentropy_rng"}
     modules = guest_modules()
-    assert set(modules) == before and len(modules) == len(before)
+    assert set(modules) == before | esp_templates and len(modules) == len(set(modules))
+
+
+def test_the_guest_builds_the_esp_algorithms_at_boot_with_on_demand_loading_off() -> None:
+    from lab.render import render
+    from lab.runtime.uml import guest_warmup
+
+    warmup = guest_warmup()
+    assert any("rfc4106(gcm(aes))" in c for c in warmup) and any("hmac(sha256)" in c for c in warmup)
+    assert warmup[-1] == "ip xfrm state flush" and len(warmup) == len(set(warmup))
+    init = render("uml/init.sh.j2", modules_dir="/m", modules=["tun"], warmup=warmup, slot_dir="/s",
+                  guest_ip="169.254.64.2", engine_port=2375)
+    off, first = init.index("echo >/proc/sys/kernel/modprobe"), init.index(warmup[0])
+    on = init.rindex("echo /tmp/mods/modprobe >/proc/sys/kernel/modprobe")  # loading on demand again after
+    assert off < first < on
 
 
 def test_default_passthrough_dumps_as_before() -> None:
