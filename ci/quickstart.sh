@@ -14,7 +14,10 @@ shift || true
 bash ci/install.sh
 VPNLAB=".venv/bin/vpnlab"
 SUDO=
-[ "$(id -u)" -eq 0 ] || SUDO="sudo -n -E"
+# Not `sudo -E`: root would inherit this user's HOME, XDG_STATE_HOME and VPNLAB_STATE_DIR and keep
+# its guest slots (disk images holding lab keys, files it writes as root) in this user's folders.
+# Only the engine address is carried over.
+[ "$(id -u)" -eq 0 ] || SUDO="sudo -n --preserve-env=DOCKER_HOST"
 
 case "$what" in
     matrix)

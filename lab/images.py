@@ -37,6 +37,9 @@ HASH_LABEL = "vpnlab.context-hash"
 UPSTREAM_BASE = "debian:bookworm-slim"
 DEBIAN_TAG = "vpnlab/debian:bookworm"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
+# The mirror is plain http: the Release file's signature, checked against Debian's archive keys,
+# is what makes the base image trustworthy (its hashes then cover every package).
+DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 ROLES = ("router", "client", "server")
 PULL_TIMEOUT = 20  # seconds; any failure within it means "no registry"
 LOG_TAIL = 30  # build-log lines quoted in an ImageError
@@ -173,6 +176,12 @@ def _unmount_below(directory: Path) -> None:
         subprocess.run(["umount", "-l", point], check=False, capture_output=True)
 
 
+def debootstrap_command(suite: str, rootfs: Path, mirror: str, keyring: Path = DEBIAN_KEYRING) -> list[str]:
+    """debootstrap's command line: a minbase system whose Release signature must verify against
+    ``keyring`` (--force-check-gpg: no silent fallback to unchecked when the check cannot run)."""
+    return ["debootstrap", "--variant=minbase", f"--keyring={keyring}", "--force-check-gpg", suite, str(rootfs), mirror]
+
+
 def make_debian_base(
     client: docker.DockerClient,
     tag: str = DEBIAN_TAG,
@@ -194,6 +203,12 @@ def make_debian_base(
             f"making {tag} with debootstrap needs root (no registry gave {UPSTREAM_BASE})",
             hint="run once as root (sudo), or docker load a debian:bookworm-slim",
         )
+    if not DEBIAN_KEYRING.is_file():
+        raise PrerequisiteError(
+            "debian-archive-keyring",
+            f"{DEBIAN_KEYRING} is missing: the debootstrap base image could not be verified",
+            hint="apt-get install debian-archive-keyring (vpnlab setup does it), or docker load a debian:bookworm-slim",
+        )
     repository, _, version = tag.partition(":")
     workdir = Path(
         tempfile.mkdtemp(prefix="vpnlab-debootstrap-", dir="/var/tmp" if Path("/var/tmp").is_dir() else None)
@@ -203,7 +218,7 @@ def make_debian_base(
         with _status(console, f"making {tag}") as update:
             update(f"debootstrap {suite} from {mirror}")
             steps = [
-                ["debootstrap", "--variant=minbase", suite, str(rootfs), mirror],
+                debootstrap_command(suite, rootfs, mirror),
                 ["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(tarball), "."],
             ]
             for argv in steps:

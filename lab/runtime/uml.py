@@ -19,7 +19,6 @@ import shutil
 import signal
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import docker
@@ -27,10 +26,15 @@ import docker.errors
 import requests
 
 from lab.errors import PrerequisiteError, VpnlabError
+from lab.runtime.uml_slot import (
+    Slot, UnsafePath, open_no_follow, private_dir, read_text, state_dir, write_file,
+)
+
+__all__ = ["Slot", "UmlGuest", "running_slots", "state_dir", "uml_available"]
 
 KERNEL = Path("/usr/bin/linux.uml")
 MODULES_ROOT = Path("/usr/lib/uml/modules")
-DISK_SIZE = "16G"  # sparse; holds the engine's images and containers
+DISK_SIZE = 16 << 30  # bytes, sparse; holds the engine's images and containers
 MEMORY = "2G"
 ENGINE_PORT = 2375
 BOOT_TIMEOUT = 90.0
@@ -71,17 +75,12 @@ class GuestError(VpnlabError):
         self.log = log
         tail = ""
         path = slot / "logs" / log
-        if path.exists():
-            tail = "\n".join(path.read_text(errors="replace").splitlines()[-15:])
+        try:  # the guest writes its logs: read without following a link it may have planted
+            tail = "\n".join(read_text(path).splitlines()[-15:])
+        except (OSError, UnsafePath):
+            pass
         super().__init__(f"User-Mode Linux guest ({slot.name}): {what}\n--- {path} (last lines) ---\n{tail}",
                          hint=f"all guest logs are in {slot / 'logs'}")
-
-
-def state_dir() -> Path:
-    root = os.environ.get("VPNLAB_STATE_DIR") or os.path.join(
-        os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "vpnlab"
-    )
-    return Path(root)
 
 
 def kernel_release() -> str | None:
@@ -105,43 +104,6 @@ def uml_available() -> tuple[bool, str]:
     return True, f"{KERNEL} (Linux {kernel_release()})"
 
 
-@dataclass
-class Slot:
-    """One guest's folder; a slot is used by one vpnlab process at a time (a lock file)."""
-
-    path: Path
-    index: int
-
-    @property
-    def socket(self) -> Path:
-        return self.path / "docker.sock"
-
-    @property
-    def disk(self) -> Path:
-        return self.path / "disk.img"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.path / "guest.pid"
-
-    def status(self) -> str:
-        try:
-            return (self.path / "status").read_text().strip()
-        except OSError:
-            return "stopped"
-
-    def guest_pid(self) -> int | None:
-        try:
-            pid = int(self.pid_file.read_text())
-            os.kill(pid, 0)
-            return pid
-        except (OSError, ValueError):
-            return None
-
-    def running(self) -> bool:
-        return self.guest_pid() is not None
-
-
 class UmlGuest:
     """Boot, reach and stop one guest."""
 
@@ -154,10 +116,9 @@ class UmlGuest:
     @classmethod
     def acquire(cls, wait: bool = False) -> UmlGuest:
         """The first slot no other vpnlab process holds (several guests use several cores)."""
-        root = state_dir() / "uml"
+        root = private_dir(private_dir(state_dir()) / "uml", tighten=True)
         for index in range(16):
-            slot = Slot(root / f"slot{index}", index)
-            slot.path.mkdir(parents=True, exist_ok=True)
+            slot = Slot(private_dir(root / f"slot{index}", tighten=True), index)
             guest = cls(slot)
             if guest.try_lock(blocking=wait and index == 0):
                 return guest
@@ -165,7 +126,7 @@ class UmlGuest:
 
     def try_lock(self, blocking: bool = False) -> bool:
         """Take this slot for this process (a lock file); False if another process holds it."""
-        fd = os.open(self.slot.path / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fd = open_no_follow(self.slot.path / "lock", os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
         except BlockingIOError:
@@ -218,21 +179,14 @@ class UmlGuest:
 
     def _prepare_files(self) -> None:
         slot = self.slot
-        (slot.path / "logs").mkdir(exist_ok=True)
-        (slot.path / "uml").mkdir(exist_ok=True)
+        private_dir(slot.path, tighten=True)  # checked again: it may have changed since acquire()
+        private_dir(slot.path / "logs", tighten=True)
+        private_dir(slot.path / "uml", tighten=True)
         for name in ("halt", "status", "modules-failed"):
-            (slot.path / name).unlink(missing_ok=True)
+            (slot.path / name).unlink(missing_ok=True)  # unlink removes a link itself, never its target
         for log in (slot.path / "logs").iterdir():
             log.unlink()
-        if not slot.disk.exists():
-            subprocess.run(["truncate", "-s", DISK_SIZE, str(slot.disk)], check=True)
-            made = subprocess.run(
-                ["mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=1,lazy_journal_init=1", str(slot.disk)],
-                capture_output=True, text=True,
-            )
-            if made.returncode:
-                slot.disk.unlink(missing_ok=True)
-                raise PrerequisiteError("mkfs.ext4", made.stderr.strip() or "failed to format the guest disk")
+        prepare_disk(slot.disk, DISK_SIZE)
         host_ip, guest_ip = "169.254.64.1", "169.254.64.2"
         common = dict(slot_dir=slot.path, guest_ip=guest_ip, engine_port=ENGINE_PORT)
         from lab.render import render  # jinja2: only when a guest boots
@@ -244,28 +198,36 @@ class UmlGuest:
             memory=MEMORY, disk=slot.disk, **common,
         )
         for name, text in (("init.sh", init), ("launch.sh", launch)):
-            (slot.path / name).write_text(text)
-            (slot.path / name).chmod(0o755)
+            write_file(slot.path / name, text, 0o755)
 
     def _launch(self) -> None:
         namespace = ["unshare", "--net"] if os.geteuid() == 0 else ["unshare", "--user", "--map-root-user", "--net"]
-        process = subprocess.Popen(
-            [*namespace, "sh", str(self.slot.path / "launch.sh")],
-            stdin=subprocess.DEVNULL,
-            stdout=open(self.slot.path / "logs" / "launch.log", "ab"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: stop() kills the whole guest
-            close_fds=True,
-        )
-        self.slot.pid_file.write_text(str(process.pid))
+        launch_log = open_no_follow(self.slot.path / "logs" / "launch.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        try:
+            process = subprocess.Popen(
+                [*namespace, "sh", str(self.slot.launch_script)],  # identify() looks for this argument
+                stdin=subprocess.DEVNULL,
+                stdout=launch_log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: stop() kills the whole guest
+                close_fds=True,
+            )
+        finally:
+            os.close(launch_log)
+        self.slot.record_guest(process.pid)
 
     def stop(self) -> None:
-        """Halt the guest cleanly (flag), then kill whatever is left of its process group."""
+        """Halt the guest cleanly (flag), then kill whatever is left of its process group.
+
+        Only a guest identify() recognises is signalled: a PID reused by another process after a
+        crash or reboot is left alone (and logged). Once the guest's group leader has exited, its
+        PID stays reserved while any member of its group lives, so killpg reaches only the guest."""
+        _reap_if_child(self.slot)
         pid = self.slot.guest_pid()
         if pid is None:
-            self.slot.pid_file.unlink(missing_ok=True)
+            self.slot.forget_stale_guest()
             return
-        (self.slot.path / "halt").touch()
+        write_file(self.slot.path / "halt", "")
         deadline = time.monotonic() + HALT_TIMEOUT
         while time.monotonic() < deadline and _alive(pid):
             time.sleep(0.2)
@@ -281,8 +243,8 @@ class UmlGuest:
 
     def modules_failed(self) -> list[str]:
         try:
-            return (self.slot.path / "modules-failed").read_text().split()
-        except OSError:
+            return read_text(self.slot.path / "modules-failed").split()
+        except (OSError, UnsafePath):
             return []
 
 
@@ -293,6 +255,43 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def _reap_if_child(slot: Slot) -> None:
+    """Reap the guest's leader if it exited as this process's child (a zombie is no guest)."""
+    try:
+        pid = int(read_text(slot.pid_file).split()[0])
+    except (OSError, UnsafePath, ValueError, IndexError):
+        return
+    _reap(pid)
+
+
+def prepare_disk(disk: Path, size: int) -> None:
+    """The engine's disk image, 0600 (its blocks hold the labs' keys): an existing regular file of
+    this user, or a new sparse file formatted here; mkfs only ever sees the file just created."""
+    try:
+        fd = os.open(disk, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        fd = open_no_follow(disk, os.O_RDONLY)
+        try:
+            if os.fstat(fd).st_uid != os.geteuid():
+                raise UnsafePath(disk, "is owned by another user", f"remove it (vpnlab makes a new one): rm {disk}")
+            os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
+        return
+    try:
+        os.fchmod(fd, 0o600)  # whatever the umask
+        os.ftruncate(fd, size)
+        made = subprocess.run(  # through the open descriptor: the very file created above
+            ["mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=1,lazy_journal_init=1", f"/dev/fd/{fd}"],
+            capture_output=True, text=True, pass_fds=(fd,), stdin=subprocess.DEVNULL,
+        )
+    finally:
+        os.close(fd)
+    if made.returncode:
+        disk.unlink(missing_ok=True)
+        raise PrerequisiteError("mkfs.ext4", made.stderr.strip() or "failed to format the guest disk")
 
 
 def _reap(pid: int) -> None:
@@ -306,5 +305,6 @@ def running_slots() -> list[Slot]:
     root = state_dir() / "uml"
     if not root.is_dir():
         return []
+    private_dir(private_dir(state_dir()) / "uml")  # refused, like acquire(), if not this user's alone
     slots = [Slot(p, int(p.name[4:])) for p in sorted(root.glob("slot*")) if p.name[4:].isdigit()]
     return [s for s in slots if s.running()]

@@ -14,7 +14,7 @@
 # error and exit 2. Never reads stdin (CI has none). Safe to run twice.
 set -euo pipefail
 
-PACKAGES=(docker.io debootstrap user-mode-linux kmod iptables crun socat e2fsprogs util-linux)
+PACKAGES=(docker.io debootstrap debian-archive-keyring user-mode-linux kmod iptables crun socat e2fsprogs util-linux)
 DOCKERD_LOG="${VPNLAB_DOCKERD_LOG:-/var/log/vpnlab-dockerd.log}"
 DOCKER_SOCK="${VPNLAB_DOCKER_SOCK:-/var/run/docker.sock}"
 ENGINE_WAIT=60  # seconds for a started engine to answer

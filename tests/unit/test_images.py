@@ -94,3 +94,36 @@ def test_image_tag_for_roles() -> None:
 
 def test_human_size() -> None:
     assert images.human_size(258_598_444) == "258.6 MB"
+
+
+def test_the_debootstrap_base_is_verified_against_debians_keys(tmp_path: Path) -> None:
+    argv = images.debootstrap_command("bookworm", tmp_path / "rootfs", images.DEBIAN_MIRROR)
+    options, positional = argv[1:-3], argv[-3:]
+    assert argv[0] == "debootstrap"
+    assert f"--keyring={images.DEBIAN_KEYRING}" in options and "--force-check-gpg" in options
+    assert "--no-check-gpg" not in argv
+    assert positional == ["bookworm", str(tmp_path / "rootfs"), images.DEBIAN_MIRROR]
+
+
+def test_the_installed_debootstrap_knows_the_verification_options() -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("debootstrap") is None:
+        pytest.skip("debootstrap is not installed")
+    usage = subprocess.run(["debootstrap", "--help"], capture_output=True, text=True).stdout
+    assert "--keyring=" in usage and "--force-check-gpg" in usage
+
+
+def test_no_keyring_no_unverified_base(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import shutil
+
+    from lab.errors import PrerequisiteError
+
+    if shutil.which("debootstrap") is None or os.geteuid() != 0:
+        pytest.skip("the keyring check comes after the debootstrap and root checks")
+    monkeypatch.setattr(images, "DEBIAN_KEYRING", tmp_path / "missing.gpg")
+    with pytest.raises(PrerequisiteError, match="missing.gpg is missing") as raised:
+        images.make_debian_base(None)  # type: ignore[arg-type]  # refused before any engine call
+    assert "apt-get install debian-archive-keyring" in str(raised.value)

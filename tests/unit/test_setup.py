@@ -52,7 +52,7 @@ def test_dry_run_says_what_and_changes_nothing(fake_machine: tuple[dict[str, str
     env, log = fake_machine
     proc = run(["--dry-run"], env)
     assert proc.returncode == 0, proc.stderr
-    assert "would install docker.io debootstrap user-mode-linux crun socat e2fsprogs (" in proc.stdout
+    assert "would install docker.io debootstrap debian-archive-keyring user-mode-linux crun socat e2fsprogs (" in proc.stdout
     assert "would start it with" in proc.stdout and "nothing was changed" in proc.stdout
     assert not log.exists()
 

@@ -1,0 +1,200 @@
+"""A User-Mode Linux guest's slot folder, checked before it is trusted, and its guest, known by more than a PID.
+
+Why: vpnlab usually runs as root, and the slot folders live under a state
+directory the environment chooses (``VPNLAB_STATE_DIR``, ``XDG_STATE_HOME``,
+``HOME``). A folder another user owns or can write to, a symbolic link planted
+where vpnlab writes a file, or a PID that was reused after a crash or a reboot
+would otherwise turn vpnlab's root writes and signals against the host. So:
+folders are created 0700 and refused when foreign or group/other-writable,
+files are written without following symbolic links, and a guest is
+identified by its PID *and* its process start time *and* a command line that
+names this slot's launch script; when any of them differs, the guest is gone
+and nothing is signalled.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.errors import VpnlabError
+
+log = logging.getLogger("vpnlab.uml")
+
+_NO_FOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # NONBLOCK: a planted FIFO cannot hang an open
+
+
+class UnsafePath(VpnlabError):
+    """A state folder or file vpnlab will not use: it names the path, the problem and the fix."""
+
+    def __init__(self, path: Path, problem: str, fix: str):
+        self.path = path
+        self.problem = problem
+        super().__init__(f"{path}: {problem}; vpnlab will not use it", hint=fix)
+
+
+_OWN_FOLDER = ("set VPNLAB_STATE_DIR to a folder of your own, or remove it and let vpnlab make it "
+               "(running as root, do not carry another user's HOME, XDG_STATE_HOME or VPNLAB_STATE_DIR "
+               "into sudo with -E)")
+
+
+def state_dir() -> Path:
+    root = os.environ.get("VPNLAB_STATE_DIR") or os.path.join(
+        os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "vpnlab"
+    )
+    return Path(root).absolute()  # absolute: a guest's command line is matched against its slot's path
+
+
+def private_dir(path: Path, *, tighten: bool = False) -> Path:
+    """``path`` as a folder of this user: made 0700 if missing; refused if a symbolic link, not a
+    folder, owned by another user or writable by group or others. ``tighten``: chmod it to 0700."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode):
+        raise UnsafePath(path, "is a symbolic link", _OWN_FOLDER)
+    if not stat.S_ISDIR(info.st_mode):
+        raise UnsafePath(path, "is not a folder", _OWN_FOLDER)
+    if info.st_uid != os.geteuid():
+        raise UnsafePath(path, f"is owned by uid {info.st_uid}, not by this user (uid {os.geteuid()})", _OWN_FOLDER)
+    if info.st_mode & 0o022:
+        raise UnsafePath(path, f"is writable by group or others (mode {stat.S_IMODE(info.st_mode):o})",
+                         f"chmod go-w {path} (or chmod 700), if nobody else has written into it")
+    if tighten and stat.S_IMODE(info.st_mode) != 0o700:
+        os.chmod(path, 0o700)
+    return path
+
+
+def _refuse_unless_regular(path: Path) -> None:
+    """Nothing, or a regular file, may be at ``path``; a symbolic link, FIFO or device is refused."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(info.st_mode):
+        raise UnsafePath(path, "is a symbolic link", f"remove it (vpnlab writes this file itself): rm {path}")
+    if not stat.S_ISREG(info.st_mode):
+        raise UnsafePath(path, "is not a regular file", f"remove it (vpnlab writes this file itself): rm {path}")
+
+
+def open_no_follow(path: Path, flags: int, mode: int = 0o600) -> int:
+    """os.open that refuses a symbolic link or anything but a regular file at ``path``."""
+    _refuse_unless_regular(path)
+    try:
+        fd = os.open(path, flags | _NO_FOLLOW, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a link planted between the check and the open
+            raise UnsafePath(path, "is a symbolic link", f"remove it: rm {path}") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UnsafePath(path, "is not a regular file", f"remove it: rm {path}")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def write_file(path: Path, data: str | bytes, mode: int = 0o600) -> None:
+    """Replace ``path``'s content, never through a symbolic link, leaving it at ``mode``."""
+    fd = open_no_follow(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as out:
+        os.fchmod(fd, mode)
+        out.write(data.encode() if isinstance(data, str) else data)
+
+
+def read_text(path: Path) -> str:
+    """A file the guest writes (status, logs), read without following a symbolic link it may have planted."""
+    with os.fdopen(open_no_follow(path, os.O_RDONLY), "rb") as source:
+        return source.read().decode(errors="replace")
+
+
+# --- who the guest is ----------------------------------------------------------
+
+
+def process_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat (clock ticks after boot): with the PID, names one process for good."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2:].split()  # the command name may hold spaces and parentheses
+    return int(fields[22 - 3])
+
+
+def process_arguments(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return raw.decode(errors="replace").split("\0")
+
+
+@dataclass
+class Slot:
+    """One guest's folder; a slot is used by one vpnlab process at a time (a lock file)."""
+
+    path: Path
+    index: int
+
+    @property
+    def socket(self) -> Path:
+        return self.path / "docker.sock"
+
+    @property
+    def disk(self) -> Path:
+        return self.path / "disk.img"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.path / "guest.pid"
+
+    @property
+    def launch_script(self) -> Path:
+        return self.path / "launch.sh"
+
+    def status(self) -> str:
+        try:
+            return read_text(self.path / "status").strip()
+        except (OSError, UnsafePath):
+            return "stopped"
+
+    def record_guest(self, pid: int) -> None:
+        """Write guest.pid: the PID and its start time (see identify)."""
+        write_file(self.pid_file, f"{pid} {process_start_time(pid)}\n")
+
+    def identify(self) -> tuple[int | None, str]:
+        """The guest's PID if guest.pid names a live process that is this slot's guest, else None
+        and why not ("" when there is simply no guest)."""
+        try:
+            fields = read_text(self.pid_file).split()
+            pid = int(fields[0])
+            recorded = int(fields[1]) if len(fields) > 1 else None  # one field: written by vpnlab 0.x
+        except (OSError, UnsafePath, ValueError, IndexError):
+            return None, ""
+        started = process_start_time(pid)
+        if started is None:
+            return None, ""
+        if recorded is not None and started != recorded:
+            return None, f"PID {pid} started at tick {started}, the guest at tick {recorded}: the PID was reused"
+        if str(self.launch_script) not in process_arguments(pid):  # also a zombie's (it has no arguments)
+            return None, f"PID {pid}'s command line does not name {self.launch_script}"
+        return pid, ""
+
+    def guest_pid(self) -> int | None:
+        return self.identify()[0]
+
+    def running(self) -> bool:
+        return self.guest_pid() is not None
+
+    def forget_stale_guest(self) -> None:
+        """Drop a guest.pid that names no guest of this slot, saying so if its PID is someone else's."""
+        _, why = self.identify()
+        if why:
+            log.warning("%s: %s; treating the guest as gone, signalling nothing", self.pid_file, why)
+        self.pid_file.unlink(missing_ok=True)
