@@ -19,6 +19,7 @@ from rich.console import Console
 from lab.capabilities import Capabilities
 from lab.check.run import check_tunnels
 from lab.credentials import LabSecrets
+from lab.display import shown
 from lab.images import ensure_images, image_tag, missing_images
 from lab.kernel import probe_engine_kernel
 from lab.matrix.result import NatBehaviour
@@ -53,7 +54,7 @@ class Session:
 
     def say(self, text: str) -> None:
         if self.console is not None:
-            self.console.print(f"[dim]{text}[/dim]")
+            self.console.print(f"[dim]{shown(text)}[/dim]")  # names and paths: shown as they read
 
     def ensure_images(self) -> None:
         if self._images_ready:
