@@ -24,6 +24,7 @@ from lab import __version__
 from lab.errors import LabExistsError, LabNotFound, LabRuntimeError, NodeNotFound, VpnlabError
 from lab.images import image_tag
 from lab.node_files import CONF_DIR, NodeFile
+from lab.runtime.bounded_exec import bounded_exec
 from lab.runtime.engine import (
     LABEL_HASH,
     LABEL_LAB,
@@ -134,10 +135,17 @@ class DockerLab:
 
     # --- exec ---------------------------------------------------------------
 
-    def exec(self, node: str, command: str | list[str], *, container: Container | None = None) -> ExecResult:
+    def exec(
+        self, node: str, command: str | list[str], *, container: Container | None = None, timeout: float | None = None
+    ) -> ExecResult:
+        """Run ``command`` in ``node``; with ``timeout``, ExecTimeout once that many seconds pass
+        (without one, the output is waited for as long as it takes: see lab.runtime.bounded_exec)."""
         target = container or self.container(node)
         cmd = ["sh", "-c", command] if isinstance(command, str) else command
-        exit_code, output = target.exec_run(cmd, demux=False)
+        if timeout is None:
+            exit_code, output = target.exec_run(cmd, demux=False)
+        else:
+            exit_code, output = bounded_exec(self.client.api, target.id, node, cmd, timeout)
         text = (output or b"").decode(errors="replace")
         return ExecResult(node, command if isinstance(command, str) else " ".join(command), exit_code or 0, text)
 
