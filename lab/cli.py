@@ -142,9 +142,8 @@ def up(topology: Path, runtime: str) -> None:
         lab_session.close()
         raise
     lab_session.close(keep_guest=True)
-    name = shown(model.name)
-    console.print(f"lab '{name}' is up ({shown(chosen.name)}: {shown(chosen.reason)}): 'vpnlab check {name}' "
-                  f"tests its tunnels, 'vpnlab down {name}' removes it")
+    name, where = shown(model.name), f"{shown(chosen.name)}: {shown(chosen.reason)}"
+    console.print(f"lab '{name}' is up ({where}): 'vpnlab check {name}' tests its tunnels, 'vpnlab down {name}' removes it")
 
 
 @main.command()
@@ -178,12 +177,13 @@ def run(topology: Path, json_file: Path | None, keep: bool, runtime: str) -> Non
 def _finish(result: Any, json_file: Path | None) -> None:
     from lab.report import print_result
 
-    # The file first: whatever happens while printing, the run's result is kept.
-    if json_file:
+    if json_file:  # first: whatever happens while printing, the run's result is kept
         json_file.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     print_result(result, console)
     if json_file:
         console.print(f"wrote {shown(json_file)}")
+    if getattr(result, "teardown", None):
+        raise VpnlabError(result.teardown)  # after the result: the one error, exit 2
     sys.exit(0 if result.passed else 1)
 
 
@@ -194,18 +194,17 @@ def _finish(result: Any, json_file: Path | None) -> None:
 @friendly
 def down(name: str | None, everything: bool, runtime: str) -> None:
     """Remove a lab (or all of them): containers, networks and volumes, found by label."""
-    from lab.runtime.lab import down_all
+    from lab.runtime.lab import down_all, remove_each
     from lab.runtime.registry import find_lab, lab_engines, stop_idle_engines
 
     if not name and not everything:
         raise click.UsageError("name a lab or pass --all")
     host = host_engine()
-    if everything:
-        removed = sum(down_all(engine.client) for engine in lab_engines(host, runtime))
-    else:
-        _, lab = find_lab(host, name, runtime)
-        removed = lab.down()
-    stopped = stop_idle_engines(host)
+    try:  # every engine's labs, then the idle guests, whatever fails on the way
+        removed = remove_each([lambda c=engine.client: down_all(c) for engine in lab_engines(host, runtime)]
+                              if everything else [find_lab(host, name, runtime)[1].down])
+    finally:
+        stopped = stop_idle_engines(host)
     console.print(f"removed {removed} object(s)" + (f", stopped {stopped} idle UML guest(s)" if stopped else ""))
 
 

@@ -28,7 +28,7 @@ from lab.plan import LabPlan, plan_lab
 from lab.check.results import RunResult, TunnelResult
 from lab.runtime.engine import connect
 from lab.runtime.base import Runtime
-from lab.runtime.lab import DockerLab, this_owner
+from lab.runtime.lab import DockerLab, TeardownError, this_owner
 from lab.runtime.registry import AUTO, choose_runtime, find_lab
 from lab.topology.model import Topology
 
@@ -146,14 +146,34 @@ def run(session: Session, topology: Topology, *, source: str, runtime: str = "au
         results, nat = check_and_probe(session, lab, plan)
         result = RunResult(topology.name, chosen.name, chosen.reason, chosen.kernel, results, nat=nat)
         timings["check"] = round(time.monotonic() - t0, 2)
-    finally:
-        if lab is not None and not keep:
-            t0 = time.monotonic()
-            lab.down()
-            timings["down"] = round(time.monotonic() - t0, 2)
-        session.close(keep_guest=keep)
+    except BaseException:
+        left = _teardown(session, lab, keep, timings)
+        if left is not None:
+            session.say(str(left))  # the error that stopped the run is the one raised
+        raise
+    # Results are kept whatever the teardown does: it is reported with them (and exits non-zero).
+    left = _teardown(session, lab, keep, timings)
+    result.teardown = str(left) if left is not None else None
     result.seconds = timings
     return result
+
+
+def _teardown(session: Session, lab: DockerLab | None, keep: bool, timings: dict[str, float]) -> Exception | None:
+    """Remove the lab (unless kept) and close the session, both always; what could not be removed."""
+    left = None
+    try:
+        if lab is not None and not keep:
+            t0 = time.monotonic()
+            try:
+                lab.down()
+            except TeardownError as exc:
+                left = exc
+            except Exception as exc:  # noqa: BLE001 - an engine gone mid-teardown: reported, the guest still closed
+                left = TeardownError(0, [f"lab {lab.name}: {type(exc).__name__}: {exc}"])
+            timings["down"] = round(time.monotonic() - t0, 2)
+    finally:
+        session.close(keep_guest=keep)
+    return left
 
 
 def check(session: Session, name: str, where: str = AUTO) -> RunResult:
