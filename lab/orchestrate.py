@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import docker
 from rich.console import Console
 
 from lab.capabilities import Capabilities
-from lab.check.run import check_tunnels
+from lab.check.run import check_tunnels, named
 from lab.credentials import LabSecrets
 from lab.display import shown
 from lab.images import ensure_images, image_tag, missing_images
@@ -127,7 +127,15 @@ def check_and_probe(session: Session, lab: DockerLab, plan: LabPlan) -> tuple[li
     with ThreadPoolExecutor(max_workers=1) as probe:
         nat = probe.submit(measure_nat, lab, plan) if plan.topology.nat_probe else None
         results = check_plan(session, lab, plan)
-        return results, nat.result() if nat else None
+        return results, _measured(nat) if nat else None
+
+
+def _measured(nat: Future[NatBehaviour]) -> NatBehaviour:
+    """The probe's answer; a probe that raised is an unknown behaviour saying why (the tunnels' results stay)."""
+    try:
+        return nat.result()
+    except Exception as exc:  # noqa: BLE001 - named in the summary
+        return NatBehaviour("unknown", "unknown", f"the probe failed: {named(exc)}")
 
 
 def run(session: Session, topology: Topology, *, source: str, runtime: str = "auto", keep: bool = False) -> RunResult:

@@ -86,10 +86,15 @@ def errored(ctx: TunnelContext, exc: Exception, seconds: float) -> TunnelResult:
     """The verdict of a tunnel whose check raised (an engine error, a container gone, an exec
     past its time): ``error``, with the exception named."""
     t = ctx.tunnel
+    reason = f"the check failed: {named(exc)}"
+    return TunnelResult(t.client, t.server, t.protocol, t.expect, "error", reason, round(seconds, 2), {})
+
+
+def named(exc: Exception) -> str:
+    """An exception as a reason: its class (with its module, but for built-ins) and its words."""
     detail = getattr(exc, "explanation", None) or str(exc) or "no detail"
     kind = type(exc).__qualname__ if type(exc).__module__ == "builtins" else f"{type(exc).__module__}.{type(exc).__qualname__}"
-    reason = f"the check failed: {kind}: {detail}"
-    return TunnelResult(t.client, t.server, t.protocol, t.expect, "error", reason, round(seconds, 2), {})
+    return f"{kind}: {detail}"
 
 
 def check_tunnel(lab: DockerLab, ctx: TunnelContext, router_node: str) -> TunnelResult:

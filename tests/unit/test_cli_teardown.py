@@ -113,3 +113,18 @@ def test_down_all_removes_from_every_engine_and_stops_the_guests_then_reports_wh
 def test_down_of_one_lab_still_stops_idle_guests(engines) -> None:
     result = CliRunner().invoke(cli.main, ["down", "first"])
     assert result.exit_code == 2 and engines["stopped"] == 1, result.output
+
+
+def test_a_nat_probe_that_raises_keeps_the_tunnels_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    tunnel = TunnelResult("alice", "vpn", "wireguard", "up", "up", "ping answered", 1.0)
+
+    def broken_probe(_lab: object, _plan: object) -> None:
+        raise TimeoutError("stun server never answered")
+
+    monkeypatch.setattr(orchestrate, "measure_nat", broken_probe)
+    monkeypatch.setattr(orchestrate, "check_plan", lambda *_args: [tunnel])
+    plan = SimpleNamespace(topology=SimpleNamespace(nat_probe=True))
+    results, nat = orchestrate.check_and_probe(None, None, plan)  # type: ignore[arg-type]
+    assert results == [tunnel]
+    assert nat is not None and (nat.mapping, nat.filtering) == ("unknown", "unknown")
+    assert nat.summary == "the probe failed: TimeoutError: stun server never answered"
