@@ -17,10 +17,10 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from lab import __version__
+from lab.display import shown
 from lab.errors import VpnlabError
 
 # Wide enough for the reasons when the output is a CI log rather than a terminal.
@@ -41,7 +41,7 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except VpnlabError as exc:
-            errors.print(f"[red]error:[/red] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
+            errors.print(f"[red]error:[/red] {shown(str(exc))}", markup=True, highlight=False, soft_wrap=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             errors.print("[yellow]interrupted; everything this command created was removed[/yellow]")
@@ -102,7 +102,7 @@ def validate(topology: Path) -> None:
     from lab.topology import load_topology
 
     lab = load_topology(topology)
-    console.print(f"{topology}: ok — lab '{lab.name}', {len(lab.clients)} client(s), "
+    console.print(f"{shown(topology)}: ok — lab '{shown(lab.name)}', {len(lab.clients)} client(s), "
                   f"{len(lab.servers)} server(s), {len(lab.tunnels)} tunnel(s)")
 
 
@@ -142,8 +142,8 @@ def up(topology: Path, runtime: str) -> None:
         lab_session.close()
         raise
     lab_session.close(keep_guest=True)
-    console.print(f"lab '{model.name}' is up ({chosen.name}: {chosen.reason}): 'vpnlab check {model.name}' "
-                  f"tests its tunnels, 'vpnlab down {model.name}' removes it")
+    name, where = shown(model.name), f"{shown(chosen.name)}: {shown(chosen.reason)}"
+    console.print(f"lab '{name}' is up ({where}): 'vpnlab check {name}' tests its tunnels, 'vpnlab down {name}' removes it")
 
 
 @main.command()
@@ -177,10 +177,13 @@ def run(topology: Path, json_file: Path | None, keep: bool, runtime: str) -> Non
 def _finish(result: Any, json_file: Path | None) -> None:
     from lab.report import print_result
 
+    if json_file:  # first: whatever happens while printing, the run's result is kept
+        json_file.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     print_result(result, console)
     if json_file:
-        json_file.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-        console.print(f"wrote {json_file}")
+        console.print(f"wrote {shown(json_file)}")
+    if getattr(result, "teardown", None):
+        raise VpnlabError(result.teardown)  # after the result: the one error, exit 2
     sys.exit(0 if result.passed else 1)
 
 
@@ -191,18 +194,17 @@ def _finish(result: Any, json_file: Path | None) -> None:
 @friendly
 def down(name: str | None, everything: bool, runtime: str) -> None:
     """Remove a lab (or all of them): containers, networks and volumes, found by label."""
-    from lab.runtime.lab import down_all
+    from lab.runtime.lab import down_all, remove_each
     from lab.runtime.registry import find_lab, lab_engines, stop_idle_engines
 
     if not name and not everything:
         raise click.UsageError("name a lab or pass --all")
     host = host_engine()
-    if everything:
-        removed = sum(down_all(engine.client) for engine in lab_engines(host, runtime))
-    else:
-        _, lab = find_lab(host, name, runtime)
-        removed = lab.down()
-    stopped = stop_idle_engines(host)
+    try:  # every engine's labs, then the idle guests, whatever fails on the way
+        removed = remove_each([lambda c=engine.client: down_all(c) for engine in lab_engines(host, runtime)]
+                              if everything else [find_lab(host, name, runtime)[1].down])
+    finally:
+        stopped = stop_idle_engines(host)
     console.print(f"removed {removed} object(s)" + (f", stopped {stopped} idle UML guest(s)" if stopped else ""))
 
 
@@ -227,7 +229,7 @@ def status(as_json: bool, runtime: str) -> None:
     table = Table("lab", "runtime", "source", "held by", "nodes")
     for where, lab in rows:
         nodes = ", ".join(f"{n} ({s})" for n, s in sorted(lab.nodes.items()))
-        table.add_row(lab.name, where, lab.source, lab.owner, nodes)
+        table.add_row(shown(lab.name), shown(where), shown(lab.source), shown(lab.owner), shown(nodes))
     console.print(table)
 
 
@@ -280,8 +282,8 @@ def init_command(directory: Path, name: str | None, force: bool) -> None:
     from lab.init_project import write_project
 
     for path in write_project(directory, name=name, force=force):
-        console.print(f"wrote {path}")
-    console.print(f"next: 'vpnlab setup' (once per machine), then 'python -m pytest tests/test_vpn.py' in {directory}")
+        console.print(f"wrote {shown(path)}")
+    console.print(f"next: 'vpnlab setup' (once per machine), then 'python -m pytest tests/test_vpn.py' in {shown(directory)}")
 
 
 @main.command()
@@ -303,7 +305,7 @@ def doctor(as_json: bool, host_only: bool) -> None:
             sessions.append(lab_session)
             runtime = lab_session.open_runtime(name)
             for notice in runtime.notices():
-                errors.print(f"[yellow]{escape(notice)}[/yellow]")
+                errors.print(f"[yellow]{shown(notice)}[/yellow]")
             return runtime.client
 
         return engine
@@ -316,7 +318,7 @@ def doctor(as_json: bool, host_only: bool) -> None:
         if usable:
             extra.append((f"{name} ({why})", opened(name)))
         else:
-            errors.print(f"[dim]{escape(name)} runtime not available: {escape(why)}[/dim]")
+            errors.print(f"[dim]{shown(name)} runtime not available: {shown(why)}[/dim]")
     try:
         report = run_doctor(lambda: connect(timeout=60), extra_runtimes=extra)
     finally:
@@ -368,7 +370,7 @@ def matrix(profiles: str | None, protocols: str | None, jobs: int | None, shard:
     written = write_reports(result, json=json_file, junit=junit_file, markdown=markdown_file, html=html_file)
     print_matrix(result, console)
     for path in written:
-        console.print(f"wrote {escape(str(path))}")
+        console.print(f"wrote {shown(str(path))}")
     sys.exit(0 if result.passed else 1)
 
 
@@ -399,7 +401,7 @@ def report_merge(results: tuple[Path, ...], json_file: Path | None, junit_file: 
     written = write_reports(merged, json=json_file, junit=junit_file, markdown=markdown_file, html=html_file)
     print_matrix(merged, console)
     for path in written:
-        console.print(f"wrote {escape(str(path))}")
+        console.print(f"wrote {shown(str(path))}")
     sys.exit(0 if merged.passed else 1)
 
 

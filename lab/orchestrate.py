@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import docker
 from rich.console import Console
 
 from lab.capabilities import Capabilities
-from lab.check.run import check_tunnels
+from lab.check.run import check_tunnels, named
 from lab.credentials import LabSecrets
+from lab.display import shown
 from lab.images import ensure_images, image_tag, missing_images
 from lab.kernel import probe_engine_kernel
 from lab.matrix.result import NatBehaviour
@@ -27,7 +28,7 @@ from lab.plan import LabPlan, plan_lab
 from lab.check.results import RunResult, TunnelResult
 from lab.runtime.engine import connect
 from lab.runtime.base import Runtime
-from lab.runtime.lab import DockerLab, this_owner
+from lab.runtime.lab import DockerLab, TeardownError, this_owner
 from lab.runtime.registry import AUTO, choose_runtime, find_lab
 from lab.topology.model import Topology
 
@@ -53,7 +54,7 @@ class Session:
 
     def say(self, text: str) -> None:
         if self.console is not None:
-            self.console.print(f"[dim]{text}[/dim]")
+            self.console.print(f"[dim]{shown(text)}[/dim]")  # names and paths: shown as they read
 
     def ensure_images(self) -> None:
         if self._images_ready:
@@ -126,7 +127,15 @@ def check_and_probe(session: Session, lab: DockerLab, plan: LabPlan) -> tuple[li
     with ThreadPoolExecutor(max_workers=1) as probe:
         nat = probe.submit(measure_nat, lab, plan) if plan.topology.nat_probe else None
         results = check_plan(session, lab, plan)
-        return results, nat.result() if nat else None
+        return results, _measured(nat) if nat else None
+
+
+def _measured(nat: Future[NatBehaviour]) -> NatBehaviour:
+    """The probe's answer; a probe that raised is an unknown behaviour saying why (the tunnels' results stay)."""
+    try:
+        return nat.result()
+    except Exception as exc:  # noqa: BLE001 - named in the summary
+        return NatBehaviour("unknown", "unknown", f"the probe failed: {named(exc)}")
 
 
 def run(session: Session, topology: Topology, *, source: str, runtime: str = "auto", keep: bool = False) -> RunResult:
@@ -145,14 +154,34 @@ def run(session: Session, topology: Topology, *, source: str, runtime: str = "au
         results, nat = check_and_probe(session, lab, plan)
         result = RunResult(topology.name, chosen.name, chosen.reason, chosen.kernel, results, nat=nat)
         timings["check"] = round(time.monotonic() - t0, 2)
-    finally:
-        if lab is not None and not keep:
-            t0 = time.monotonic()
-            lab.down()
-            timings["down"] = round(time.monotonic() - t0, 2)
-        session.close(keep_guest=keep)
+    except BaseException:
+        left = _teardown(session, lab, keep, timings)
+        if left is not None:
+            session.say(str(left))  # the error that stopped the run is the one raised
+        raise
+    # Results are kept whatever the teardown does: it is reported with them (and exits non-zero).
+    left = _teardown(session, lab, keep, timings)
+    result.teardown = str(left) if left is not None else None
     result.seconds = timings
     return result
+
+
+def _teardown(session: Session, lab: DockerLab | None, keep: bool, timings: dict[str, float]) -> Exception | None:
+    """Remove the lab (unless kept) and close the session, both always; what could not be removed."""
+    left = None
+    try:
+        if lab is not None and not keep:
+            t0 = time.monotonic()
+            try:
+                lab.down()
+            except TeardownError as exc:
+                left = exc
+            except Exception as exc:  # noqa: BLE001 - an engine gone mid-teardown: reported, the guest still closed
+                left = TeardownError(0, [f"lab {lab.name}: {type(exc).__name__}: {exc}"])
+            timings["down"] = round(time.monotonic() - t0, 2)
+    finally:
+        session.close(keep_guest=keep)
+    return left
 
 
 def check(session: Session, name: str, where: str = AUTO) -> RunResult:

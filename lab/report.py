@@ -1,13 +1,16 @@
-"""Showing results to a person: the tunnel table."""
+"""Showing results to a person: the tunnel table.
+
+Names, reasons and engine answers are shown through ``lab.display.shown``: they quote daemons' logs.
+"""
 
 from __future__ import annotations
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from lab import __version__
 from lab.check.results import RunResult
+from lab.display import shown
 from lab.matrix.result import NatBehaviour
 
 STYLE = {"up": "green", "down": "yellow", "skipped": "blue", "error": "red"}
@@ -15,7 +18,7 @@ STYLE = {"up": "green", "down": "yellow", "skipped": "blue", "error": "red"}
 
 def tunnel_table(result: RunResult) -> Table:
     table = Table(
-        title=f"lab {result.name}: runtime {result.runtime}, kernel {result.kernel}",
+        title=f"lab {shown(result.name)}: runtime {shown(result.runtime)}, kernel {shown(result.kernel)}",
         title_justify="left",
         caption=f"vpnlab {__version__}",
         caption_justify="right",
@@ -30,27 +33,27 @@ def tunnel_table(result: RunResult) -> Table:
             mark = "[blue]- skip[/blue]"
         style = STYLE.get(t.observed, "")
         table.add_row(
-            f"{t.client} → {t.server} ({t.protocol})",
-            t.expect,
-            f"[{style}]{t.observed}[/{style}]",
+            shown(f"{t.client} → {t.server} ({t.protocol})"),
+            shown(t.expect),
+            f"[{style}]{shown(t.observed)}[/{style}]" if style else shown(t.observed),
             mark,
             f"{t.seconds:.2f}",
-            t.reason,
+            shown(t.reason),
         )
     return table
 
 
 def nat_line(nat: NatBehaviour) -> str:
     """The router's measured NAT behaviour (RFC 5780), one line under the table."""
-    short = "" if nat.mapping == "unknown" and nat.filtering == "unknown" else f" [bold]{nat.short}[/bold]:"
-    return f"NAT (RFC 5780 probe):{short} {escape(nat.summary)}"
+    short = "" if nat.mapping == "unknown" and nat.filtering == "unknown" else f" [bold]{shown(nat.short)}[/bold]:"
+    return f"NAT (RFC 5780 probe):{short} {shown(nat.summary)}"
 
 
 def print_result(result: RunResult, console: Console) -> None:
     console.print(tunnel_table(result))
     if result.nat is not None:
         console.print(nat_line(result.nat))
-    console.print(f"runtime {result.runtime}: {result.runtime_reason}", style="dim")
+    console.print(f"runtime {shown(result.runtime)}: {shown(result.runtime_reason)}", style="dim")
     failed = [t for t in result.tunnels if not t.passed and t.observed != "skipped"]
     skipped = [t for t in result.tunnels if t.observed == "skipped"]
     summary = f"{len(result.tunnels) - len(failed) - len(skipped)} as expected, {len(failed)} not, {len(skipped)} skipped"

@@ -45,6 +45,7 @@ class RunResult:
     tunnels: list[TunnelResult]
     seconds: dict[str, float] = field(default_factory=dict)
     nat: NatBehaviour | None = None  # measured when the topology says nat_probe: true
+    teardown: str | None = None  # what removing the lab left behind, and why
 
     @property
     def passed(self) -> bool:
@@ -52,6 +53,7 @@ class RunResult:
 
     def to_dict(self) -> dict[str, Any]:
         nat = {"nat": asdict(self.nat)} if self.nat is not None else {}
+        left = {"teardown": self.teardown} if self.teardown is not None else {}
         return {
             "version": __version__,  # of vpnlab, so a stored result says what produced it
             "name": self.name,
@@ -62,4 +64,5 @@ class RunResult:
             "seconds": self.seconds,
             "tunnels": [t.to_dict() for t in self.tunnels],
             **nat,
+            **left,
         }

@@ -27,13 +27,24 @@ from lab.check.evidence import (
 )
 from lab.check.explain import explain, parse_result, return_route_facts
 from lab.check.results import TunnelResult
-from lab.check.scripts import parse_sections, sections_command, tunnel_dir
+from lab.check.scripts import deadline, parse_sections, sections_command, tunnel_dir
 from lab.protocols import PROTOCOLS
 from lab.protocols.base import TunnelContext
 from lab.runtime.lab import DockerLab, parallel
 
 if TYPE_CHECKING:  # pragma: no cover
     from lab.plan import LabPlan
+
+# How long the host waits for a tunnel's execs. The up-check ends at its deadline (120 s at most)
+# plus one ping's second, unless its start commands outlast the deadline: those get this much more
+# on a starved one-CPU guest. Evidence is a few quick commands. Past these the tunnel is an error.
+START_ALLOWANCE = 60.0
+EVIDENCE_SECONDS = 60.0
+
+
+def check_seconds(tunnel_deadline: float) -> float:
+    """Seconds the host waits for a tunnel's up-check exec whose deadline is ``tunnel_deadline``."""
+    return tunnel_deadline + START_ALLOWANCE
 
 
 def check_tunnels(
@@ -58,7 +69,11 @@ def check_tunnels(
         if index in skip:
             t = ctx.tunnel
             return TunnelResult(t.client, t.server, t.protocol, t.expect, "skipped", skip[index], 0.0, {})
-        result = check_tunnel(lab, ctx, plan.router.name)
+        started = time.monotonic()
+        try:
+            result = check_tunnel(lab, ctx, plan.router.name)
+        except Exception as exc:  # noqa: BLE001 - the engine failed this tunnel only: the others keep their verdicts
+            return errored(ctx, exc, time.monotonic() - started)
         note = notes.get(ctx.tunnel.protocol)
         if note:
             result.reason += f"; {note}"
@@ -67,17 +82,33 @@ def check_tunnels(
     return parallel(one, only if only is not None else range(len(plan.tunnels)), limit=concurrency)
 
 
+def errored(ctx: TunnelContext, exc: Exception, seconds: float) -> TunnelResult:
+    """The verdict of a tunnel whose check raised (an engine error, a container gone, an exec
+    past its time): ``error``, with the exception named."""
+    t = ctx.tunnel
+    reason = f"the check failed: {named(exc)}"
+    return TunnelResult(t.client, t.server, t.protocol, t.expect, "error", reason, round(seconds, 2), {})
+
+
+def named(exc: Exception) -> str:
+    """An exception as a reason: its class (with its module, but for built-ins) and its words."""
+    detail = getattr(exc, "explanation", None) or str(exc) or "no detail"
+    kind = type(exc).__qualname__ if type(exc).__module__ == "builtins" else f"{type(exc).__module__}.{type(exc).__qualname__}"
+    return f"{kind}: {detail}"
+
+
 def check_tunnel(lab: DockerLab, ctx: TunnelContext, router_node: str) -> TunnelResult:
     tunnel = ctx.tunnel
     proto = PROTOCOLS[tunnel.protocol]
     started = time.monotonic()
-    run = lab.exec(tunnel.client, f"sh {tunnel_dir(ctx)}/check.sh")
+    run = lab.exec(tunnel.client, f"sh {tunnel_dir(ctx)}/check.sh", timeout=check_seconds(deadline(ctx)))
     elapsed = time.monotonic() - started
     observed, millis, detail = parse_result(run.output, run.exit_code)
 
-    client_text = lab.exec(tunnel.client, f"sh {tunnel_dir(ctx)}/evidence.sh").output
-    router_text = lab.exec(router_node, router_evidence_command(str(ctx.client_lan), str(ctx.server_wan))).output
-    server_text = lab.exec(tunnel.server, sections_command(proto.server_evidence(ctx))).output
+    client_text = lab.exec(tunnel.client, f"sh {tunnel_dir(ctx)}/evidence.sh", timeout=EVIDENCE_SECONDS).output
+    router_command = router_evidence_command(str(ctx.client_lan), str(ctx.server_wan))
+    router_text = lab.exec(router_node, router_command, timeout=EVIDENCE_SECONDS).output
+    server_text = lab.exec(tunnel.server, sections_command(proto.server_evidence(ctx)), timeout=EVIDENCE_SECONDS).output
 
     client = parse_sections(client_text)
     router = parse_sections(router_text)

@@ -24,6 +24,7 @@ from lab import __version__
 from lab.errors import LabExistsError, LabNotFound, LabRuntimeError, NodeNotFound, VpnlabError
 from lab.images import image_tag
 from lab.node_files import CONF_DIR, NodeFile
+from lab.runtime.bounded_exec import bounded_exec
 from lab.runtime.engine import (
     LABEL_HASH,
     LABEL_LAB,
@@ -134,10 +135,17 @@ class DockerLab:
 
     # --- exec ---------------------------------------------------------------
 
-    def exec(self, node: str, command: str | list[str], *, container: Container | None = None) -> ExecResult:
+    def exec(
+        self, node: str, command: str | list[str], *, container: Container | None = None, timeout: float | None = None
+    ) -> ExecResult:
+        """Run ``command`` in ``node``; with ``timeout``, ExecTimeout once that many seconds pass
+        (without one, the output is waited for as long as it takes: see lab.runtime.bounded_exec)."""
         target = container or self.container(node)
         cmd = ["sh", "-c", command] if isinstance(command, str) else command
-        exit_code, output = target.exec_run(cmd, demux=False)
+        if timeout is None:
+            exit_code, output = target.exec_run(cmd, demux=False)
+        else:
+            exit_code, output = bounded_exec(self.client.api, target.id, node, cmd, timeout)
         text = (output or b"").decode(errors="replace")
         return ExecResult(node, command if isinstance(command, str) else " ".join(command), exit_code or 0, text)
 
@@ -166,7 +174,10 @@ class DockerLab:
         try:
             self._up(spec, owner=owner, source=source, progress=progress)
         except BaseException:
-            self.down()
+            try:
+                self.down()
+            except TeardownError:
+                pass  # the failure that stopped 'up' is the one to report; 'vpnlab status' shows what is left
             raise
 
     def _up(self, spec: LabPlan, *, owner: str, source: str, progress: Callable[[str], None]) -> None:
@@ -256,42 +267,80 @@ class DockerLab:
         return remove_labelled(self.client, lab_filter(self.name))
 
 
+class TeardownError(VpnlabError):
+    """Objects a teardown could not remove; raised once it has tried every one of them."""
+
+    def __init__(self, removed: int, failures: list[str]):
+        self.removed = removed
+        self.failures = list(failures)
+        super().__init__(
+            f"removed {removed} object(s) but could not remove {len(self.failures)}: " + "; ".join(self.failures),
+            hint="run 'vpnlab down' again; 'vpnlab status' lists what is left",
+        )
+
+
 def remove_labelled(client: docker.DockerClient, filters: dict[str, Any], rounds: int = 5) -> int:
     """Remove every container, network and volume matching ``filters``; returns the count.
 
     Lists again after each round: a container whose create or start the engine was
     still finishing when the first list was taken (an interrupted ``up``) is caught by
     the next one. Sparse lists skip per-container inspection, which races with removal.
+    An object that will not go does not stop the others: every removal is tried, then
+    one TeardownError names what is left.
     """
     removed = 0
+    failed: dict[str, str] = {}  # object -> why, the last round's word
 
-    def remove_container(container: Container) -> None:
+    def attempt(what: str, remove: Callable[[], None], settled: tuple[int, ...] = (404,)) -> bool:
+        """Whether ``remove`` removed it; a status in ``settled`` is no failure (404: gone already)."""
         try:
-            container.remove(force=True, v=True)
-        except docker.errors.NotFound:
-            pass
-        except docker.errors.APIError as exc:  # e.g. "removal already in progress": the next round sees
-            if exc.status_code != 409:
-                raise
+            remove()
+        except docker.errors.APIError as exc:
+            if not isinstance(exc, docker.errors.NotFound) and exc.status_code not in settled:
+                failed[what] = f"{what}: {exc.explanation or exc}"
+                return False
+        except Exception as exc:  # noqa: BLE001 - reported at the end, after every other removal
+            failed[what] = f"{what}: {exc}"
+            return False
+        else:
+            failed.pop(what, None)
+            return True
+        failed.pop(what, None)
+        return False
+
+    def remove_container(container: Container) -> bool:
+        names = container.attrs.get("Names") or [container.name or container.short_id]  # a sparse list's
+        # 409: "removal already in progress", the next round's list tells
+        return attempt(f"container {names[0].lstrip('/')}", lambda: container.remove(force=True, v=True), (404, 409))
 
     for _ in range(rounds):
         containers = client.containers.list(all=True, filters=filters, sparse=True)
         if not containers:
             break
-        parallel(remove_container, containers)
-        removed += len(containers)
+        removed += sum(parallel(remove_container, containers))
+        if failed and len(failed) == len(containers):
+            break  # nothing moved this round: the rest will not go by asking again
     for network in client.networks.list(filters=filters):
-        try:
-            network.remove()
-            removed += 1
-        except docker.errors.NotFound:
-            pass
+        removed += attempt(f"network {network.name}", network.remove)
     for volume in client.volumes.list(filters=filters):
+        removed += attempt(f"volume {volume.name}", lambda v=volume: v.remove(force=True))
+    if failed:
+        raise TeardownError(removed, sorted(failed.values()))
+    return removed
+
+
+def remove_each(removals: list[Callable[[], int]]) -> int:
+    """Run every removal (each returns a count or raises TeardownError); the total, or after the
+    last of them one TeardownError with everything left behind."""
+    removed, left = 0, []
+    for removal in removals:
         try:
-            volume.remove(force=True)
-            removed += 1
-        except docker.errors.NotFound:
-            pass
+            removed += removal()
+        except TeardownError as exc:
+            removed += exc.removed
+            left += exc.failures
+    if left:
+        raise TeardownError(removed, left)
     return removed
 
 
@@ -324,4 +373,4 @@ def down_all(client: docker.DockerClient) -> int:
     return remove_labelled(client, lab_filter())
 
 
-__all__ = ["DockerLab", "ExecResult", "LabStatus", "VpnlabError", "down_all", "list_labs", "topology_hash"]
+__all__ = ["DockerLab", "ExecResult", "LabStatus", "TeardownError", "VpnlabError", "down_all", "list_labs", "topology_hash"]

@@ -147,3 +147,23 @@ def test_doctor_json_names_missing_features(engine) -> None:
     assert data["runtimes"], data
     text = json.dumps(data)
     assert "wireguard" in text and "openvpn-udp" in text
+
+
+def test_a_client_gone_mid_lab_is_its_tunnels_error_and_the_others_keep_their_verdicts(engine, tmp_path: Path) -> None:
+    text = SMALL.read_text().replace("name: it-small", "name: it-gone").replace(
+        "  - name: dave", "  - name: dave\n  - name: erin"
+    ) + "  - {client: erin, server: vpn, protocol: wireguard, expect: up}\n"
+    out = tmp_path / "result.json"
+    try:
+        assert vpnlab("up", str(write(tmp_path, text))).returncode == 0
+        engine.containers.get("vpnlab-it-gone-erin").remove(force=True)
+        checked = vpnlab("check", "it-gone", "--json", str(out))
+        assert checked.returncode == 1, checked.stdout + checked.stderr
+        verdicts = {t["client"]: (t["observed"], t["reason"]) for t in json.loads(out.read_text())["tunnels"]}
+        assert verdicts["dave"][0] == "up"
+        assert verdicts["erin"][0] == "error" and "NodeNotFound" in verdicts["erin"][1], verdicts
+        assert "Traceback" not in checked.stdout + checked.stderr
+    finally:
+        down = vpnlab("down", "it-gone")
+    assert down.returncode == 0, down.stderr
+    assert lab_objects(engine, "it-gone") == []

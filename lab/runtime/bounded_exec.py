@@ -1,0 +1,73 @@
+"""An exec whose output the host waits for at most so long.
+
+docker-py reads an exec's output after a ``poll()`` without a timeout (docker.utils.socket.read),
+so the client's ``timeout=`` never applies to it: a command that never ends, or an engine that
+stops answering mid-exec, held a tunnel's check (and the whole run) for ever. Measured with
+docker 7.2: a client made with ``timeout=2`` waited out a 5 s exec. Here the output is read from
+the same socket with a deadline, and running out of it is an error naming the command.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from typing import Any
+
+from lab.errors import VpnlabError
+
+HEADER = struct.Struct(">BxxxL")  # stream (1 stdout, 2 stderr), 3 zero bytes, payload length
+
+
+class ExecTimeout(VpnlabError):
+    """An exec still running when the host stopped waiting for it."""
+
+    def __init__(self, node: str, command: str, seconds: float):
+        self.node = node
+        self.command = command
+        self.seconds = seconds
+        super().__init__(f"{node}: '{command}' was still running after {seconds:g} s; vpnlab stopped waiting")
+
+
+def demultiplex(raw: bytes) -> bytes:
+    """stdout and stderr, in order, from the engine's multiplexed stream (a non-tty exec); a frame
+    cut short keeps what arrived."""
+    out, at = bytearray(), 0
+    while at + HEADER.size <= len(raw):
+        _, length = HEADER.unpack_from(raw, at)
+        out += raw[at + HEADER.size : at + HEADER.size + length]
+        at += HEADER.size + length
+    return bytes(out)
+
+
+def read_until_closed(sock: Any, seconds: float) -> bytes:
+    """Everything ``sock`` sends until the engine closes it; TimeoutError after ``seconds`` in all."""
+    ends = time.monotonic() + seconds
+    data = bytearray()
+    while True:
+        remaining = ends - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"no end of output within {seconds:g} s")
+        # A unix socket comes wrapped in a SocketIO (its socket is ._sock), TLS and ssh as sockets.
+        for layer in (sock, getattr(sock, "_sock", None)):
+            if hasattr(layer, "settimeout"):
+                layer.settimeout(remaining)
+        chunk = sock.recv(65536) if hasattr(sock, "recv") else sock.read(65536)
+        if not chunk:
+            return bytes(data)
+        data += chunk
+
+
+def bounded_exec(api: Any, container_id: str, node: str, cmd: list[str], seconds: float) -> tuple[int, bytes]:
+    """Run ``cmd`` in the container; (exit code, output), or ExecTimeout after ``seconds``."""
+    exec_id = api.exec_create(container_id, cmd)["Id"]
+    sock = api.exec_start(exec_id, socket=True)
+    try:
+        raw = read_until_closed(sock, seconds)
+    except TimeoutError:
+        raise ExecTimeout(node, " ".join(cmd), seconds) from None
+    finally:
+        # The connection was handed over to the exec: nothing reuses it, close the socket itself.
+        for layer in (sock, getattr(sock, "_sock", None)):
+            if hasattr(layer, "close"):
+                layer.close()
+    return api.exec_inspect(exec_id).get("ExitCode") or 0, demultiplex(raw)
