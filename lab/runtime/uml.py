@@ -27,7 +27,7 @@ import requests
 
 from lab.errors import PrerequisiteError, VpnlabError
 from lab.runtime.uml_slot import (
-    Slot, UnsafePath, open_no_follow, private_dir, read_text, state_dir, write_file,
+    Slot, UnsafePath, log, open_no_follow, private_dir, read_text, state_dir, write_file,
 )
 
 __all__ = ["Slot", "UmlGuest", "running_slots", "state_dir", "uml_available"]
@@ -226,6 +226,7 @@ class UmlGuest:
         pid = self.slot.guest_pid()
         if pid is None:
             self.slot.forget_stale_guest()
+            _end_leftovers(self.slot)
             return
         write_file(self.slot.path / "halt", "")
         deadline = time.monotonic() + HALT_TIMEOUT
@@ -238,6 +239,7 @@ class UmlGuest:
                 break
             time.sleep(0.5)
         _reap(pid)
+        _end_leftovers(self.slot)
         self.slot.pid_file.unlink(missing_ok=True)
         self.slot.socket.unlink(missing_ok=True)
 
@@ -246,6 +248,23 @@ class UmlGuest:
             return read_text(self.slot.path / "modules-failed").split()
         except (OSError, UnsafePath):
             return []
+
+
+def _end_leftovers(slot: Slot) -> None:
+    """Kill what is left of a slot's guest once its launch script is gone (a guest whose leader
+    died, or one from a killed vpnlab): found by the slot's paths in their command lines,
+    never by a PID file alone; waits until none holds the disk image any more."""
+    deadline = time.monotonic() + 10
+    while (leftovers := slot.processes()) and time.monotonic() < deadline:
+        for pid in leftovers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            _reap(pid)
+        time.sleep(0.2)
+    if leftovers:
+        log.warning("%s: guest processes %s did not exit", slot.path, leftovers)
 
 
 def _alive(pid: int) -> bool:

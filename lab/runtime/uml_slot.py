@@ -186,6 +186,20 @@ class Slot:
             return None, f"PID {pid}'s command line does not name {self.launch_script}"
         return pid, ""
 
+    def processes(self) -> list[int]:
+        """PIDs of the processes whose command line names this slot's launch script, init script,
+        disk image or engine socket: its guest's kernel and socat, whatever guest.pid says (they
+        outlive a launch script that died, and hold the disk image a new guest must mount)."""
+        exact = {str(self.launch_script), f"init={self.path / 'init.sh'}", f"ubd0={self.disk}"}
+        socat = f"UNIX-LISTEN:{self.socket},"
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and int(entry.name) != os.getpid():
+                arguments = process_arguments(int(entry.name))
+                if any(a in exact or a.startswith(socat) for a in arguments):
+                    found.append(int(entry.name))
+        return found
+
     def guest_pid(self) -> int | None:
         return self.identify()[0]
 

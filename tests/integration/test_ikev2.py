@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from lab.pytest_plugin import RunningLab, Runtimes, assert_tunnel, lab_from
+from tests.integration.timing import last_poll
 from lab.runtime.uml import uml_available
 
 HERE = Path(__file__).parent
@@ -110,8 +111,7 @@ def test_one_charon_carries_several_ipsec_connections(nat_lab: RunningLab) -> No
 def test_ikev2_down_when_the_router_drops_ipsec(blocked_lab: RunningLab) -> None:
     result = blocked_lab.check("carol", "ikev2", "vpn")
     assert_tunnel(result, "down")
-    # the 15 s deadline, plus at most one poll (in the one-CPU guest a poll's few processes take seconds)
-    assert result.seconds <= 15 + (4 if blocked_lab.runtime == "uml" else 1), result.seconds
+    assert result.seconds <= 15 + last_poll(blocked_lab), result.seconds  # the deadline, plus the last poll
     assert "router rule 'vpnlab: passthrough ipsec off (udp/500)' (FORWARD) dropped" in result.reason, result.reason
     assert "IKE_SA_INIT sent" in result.reason and "without an answer from the server" in result.reason
     assert result.evidence["router_drops"] and not any("dport=4500" in c for c in result.evidence["router_conntrack"])

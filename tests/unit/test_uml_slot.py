@@ -101,6 +101,24 @@ def test_the_real_guest_is_recognised_and_stopped(tmp_path, monkeypatch) -> None
         guest.wait()
 
 
+def test_a_guest_kernel_left_behind_by_a_dead_launch_script_is_ended(tmp_path, unrelated) -> None:
+    # The launch script (guest.pid) is gone, but the guest's kernel lives on and holds the disk
+    # image (a new guest then failed: "mount: Resource temporarily unavailable"). It is found by
+    # the slot's paths in its command line, as linux.uml's init=/ubd0= arguments name them.
+    slot = slot_in(tmp_path / "slot0")
+    kernel = spawn("sh", "-c", "sleep 60", "linux.uml", f"init={slot.path / 'init.sh'}", f"ubd0={slot.disk}")
+    other_slot = spawn("sh", "-c", "sleep 60", "linux.uml", f"init={tmp_path / 'slot1' / 'init.sh'}")
+    try:
+        assert slot.processes() == [kernel.pid]
+        UmlGuest(slot).stop()  # no guest.pid at all
+        assert kernel.wait(timeout=5) is not None
+        assert other_slot.poll() is None and unrelated.poll() is None
+    finally:
+        for proc in (kernel, other_slot):
+            proc.kill()
+            proc.wait()
+
+
 def test_a_guest_pid_file_planted_as_a_link_is_not_read(tmp_path, unrelated) -> None:
     slot = slot_in(tmp_path / "slot0")
     elsewhere = tmp_path / "elsewhere"
