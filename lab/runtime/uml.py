@@ -27,8 +27,9 @@ import requests
 
 from lab.errors import PrerequisiteError, VpnlabError
 from lab.runtime.uml_slot import (
-    Slot, UnsafePath, log, open_no_follow, private_dir, read_text, state_dir, write_file,
+    Slot, UnsafePath, open_no_follow, private_dir, read_text, state_dir, write_file,
 )
+from lab.runtime.uml_slot import log as slot_log  # one logger ("vpnlab.uml") for slots and guests
 
 __all__ = ["Slot", "UmlGuest", "running_slots", "state_dir", "uml_available"]
 
@@ -264,7 +265,7 @@ def _end_leftovers(slot: Slot) -> None:
             _reap(pid)
         time.sleep(0.2)
     if leftovers:
-        log.warning("%s: guest processes %s did not exit", slot.path, leftovers)
+        slot_log.warning("%s: guest processes %s did not exit", slot.path, leftovers)
 
 
 def _alive(pid: int) -> bool:

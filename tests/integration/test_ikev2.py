@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from lab.pytest_plugin import RunningLab, Runtimes, assert_tunnel, lab_from
-from tests.integration.timing import last_poll
+from .timing import last_poll
 from lab.runtime.uml import uml_available
 
 HERE = Path(__file__).parent

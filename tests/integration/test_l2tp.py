@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from lab.pytest_plugin import RunningLab, assert_tunnel, lab_fixture
-from tests.integration.timing import last_poll
+from .timing import last_poll
 
 TOPOLOGIES = Path(__file__).parent / "topologies"
 DEADLINE = 20.0
