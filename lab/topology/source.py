@@ -71,8 +71,9 @@ BoundedLoader.add_constructor("tag:yaml.org,2002:int", BoundedLoader.construct_y
 
 def parse_yaml(text: str, source: str) -> object:
     """The document's data, or the YAML problem with its line and column."""
-    loader = BoundedLoader(text)
+    loader = None
     try:
+        loader = BoundedLoader(text)  # its reader already refuses control characters
         return loader.get_single_data()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -82,7 +83,8 @@ def parse_yaml(text: str, source: str) -> object:
     except RecursionError:  # a bound above should come first; this keeps the promise regardless
         return _refuse(source, "", f"not valid YAML: nested more than {MAX_DEPTH} levels deep")
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def screen(data: object, source: str) -> None:
