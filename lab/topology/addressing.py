@@ -12,9 +12,11 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from lab.errors import Problem
 from lab.topology.model import Topology
 
 FIRST_HOST = 10
+STUN_ADDRESSES = 2  # the NAT probe's STUN node holds two WAN addresses after the servers (RFC 5780)
 TUNNEL_PREFIX = 24  # one per server in a protocol's tunnel network
 
 
@@ -45,12 +47,33 @@ class AddressPlan:
         return self.tunnel_subnet(protocol_net, server).network_address + FIRST_HOST + self.client_index[client]
 
 
-def plan_addresses(topology: Topology) -> AddressPlan:
+def capacity_problems(topology: Topology) -> list[Problem]:
+    """Clients that the LAN, or servers (and the NAT probe's two addresses) that the WAN, has
+    no room for: each segment's hosts start at .10 and stop before its last address."""
+    problems = []
     lan, wan = topology.network.lan, topology.network.wan
-    hosts_lan = lan.num_addresses - 2 - FIRST_HOST
-    hosts_wan = wan.num_addresses - 2 - FIRST_HOST
-    if len(topology.clients) > hosts_lan or len(topology.servers) > hosts_wan or len(topology.clients) > 200:
-        raise ValueError("too many nodes for the LAN/WAN subnets")
+    room_lan = lan.num_addresses - 2 - FIRST_HOST
+    if len(topology.clients) > room_lan:
+        problems.append(Problem(
+            "clients", f"{len(topology.clients)} clients do not fit in the LAN {lan}: it has room for {room_lan} "
+            f"(clients start at .{FIRST_HOST}); give network.lan a shorter prefix or use fewer clients",
+        ))
+    stun = STUN_ADDRESSES if topology.nat_probe else 0
+    room_wan = wan.num_addresses - 2 - FIRST_HOST - stun
+    if len(topology.servers) > room_wan:
+        probe = f" besides the NAT probe's {STUN_ADDRESSES} addresses" if stun else ""
+        problems.append(Problem(
+            "servers", f"{len(topology.servers)} servers do not fit in the WAN {wan}: it has room for {room_wan}{probe} "
+            f"(servers start at .{FIRST_HOST}); give network.wan a shorter prefix or use fewer servers",
+        ))
+    return problems
+
+
+def plan_addresses(topology: Topology) -> AddressPlan:
+    problems = capacity_problems(topology)
+    if problems:  # validation refuses these first: reaching here is a bug, not a user's mistake
+        raise ValueError("; ".join(str(p) for p in problems))
+    lan, wan = topology.network.lan, topology.network.wan
     return AddressPlan(
         lan=lan,
         wan=wan,

@@ -11,31 +11,28 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from lab.errors import Problem, TopologyError
-from lab.topology.model import RESERVED_NODE_NAMES, STUN_NODE, Topology
+from lab.topology.addressing import capacity_problems
+from lab.topology.model import RESERVED_NODE_NAMES, STUN_NODE, Topology, shown
+from lab.topology.source import MAX_BYTES, decode, parse_yaml, screen
 
 
 def load_topology(path: str | Path) -> Topology:
     path = Path(path)
     try:
-        text = path.read_text()
+        with path.open("rb") as file:
+            raw = file.read(MAX_BYTES + 1)
     except OSError as exc:
         raise TopologyError(str(path), [Problem("", f"cannot read the file ({exc.strerror})")]) from None
-    return parse_topology(text, source=str(path), base_dir=path.parent)
+    return parse_topology(decode(raw, str(path)), source=str(path), base_dir=path.parent)
 
 
 def parse_topology(text: str, source: str = "<topology>", base_dir: Path | None = None) -> Topology:
     """``base_dir``: where a relative ``router.profile`` path is looked for (the file's folder)."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        reason = getattr(exc, "problem", None) or str(exc)
-        raise TopologyError(source, [Problem(where, f"not valid YAML: {reason}")]) from None
+    data = parse_yaml(text, source)
+    screen(data, source)
     if not isinstance(data, dict):
         raise TopologyError(source, [Problem("", "the topology must be a YAML mapping with name, servers, clients")])
 
@@ -51,6 +48,8 @@ def parse_topology(text: str, source: str = "<topology>", base_dir: Path | None 
     except ValidationError as exc:
         problems += [problem_from_pydantic(err) for err in exc.errors()]
     problems += cross_reference_problems(data)
+    if topology is not None:
+        problems += capacity_problems(topology)
 
     unique = sorted(dict.fromkeys(problems), key=_document_order)
     if unique or topology is None:
@@ -181,11 +180,13 @@ def cross_reference_problems(data: dict[str, Any]) -> list[Problem]:
             continue
         for j, proto in enumerate(protocols):
             where = f"servers[{i}].protocols[{j}]"
+            if not isinstance(proto, str):
+                continue  # the shape check says it must be text
             if proto not in PROTOCOLS:
-                problems.append(Problem(where, f"unknown protocol '{proto}' (known: {known_protocols})"))
+                problems.append(Problem(where, f"unknown protocol '{shown(proto)}' (known: {known_protocols})"))
             elif proto in protocols[:j]:
                 problems.append(Problem(where, f"protocol '{proto}' is listed twice"))
-        known = [p for p in dict.fromkeys(protocols) if isinstance(p, str) and p in PROTOCOLS]
+        known = [p for p in dict.fromkeys(p for p in protocols if isinstance(p, str)) if p in PROTOCOLS]
         problems += [Problem(f"servers[{i}].protocols", clash) for clash in port_clashes(known)]
         if isinstance(server.get("name"), str):
             served[server["name"]] = [p for p in protocols if isinstance(p, str)]
@@ -194,9 +195,9 @@ def cross_reference_problems(data: dict[str, Any]) -> list[Problem]:
     helpers = router.get("helpers") if isinstance(router, dict) else None
     if isinstance(helpers, list):
         for i, helper in enumerate(helpers):
-            if helper not in HELPERS:
+            if isinstance(helper, str) and helper not in HELPERS:
                 problems.append(
-                    Problem(f"router.helpers[{i}]", f"unknown helper '{helper}' (known: {', '.join(HELPERS)})")
+                    Problem(f"router.helpers[{i}]", f"unknown helper '{shown(helper)}' (known: {', '.join(HELPERS)})")
                 )
 
     seen_tunnels: dict[tuple[Any, Any, Any], int] = {}
@@ -205,13 +206,13 @@ def cross_reference_problems(data: dict[str, Any]) -> list[Problem]:
             continue
         client, server, proto = tunnel.get("client"), tunnel.get("server"), tunnel.get("protocol")
         if isinstance(client, str) and client not in client_names:
-            problems.append(Problem(f"tunnels[{i}].client", f"no client named '{client}' (clients: {', '.join(client_names) or 'none'})"))
+            problems.append(Problem(f"tunnels[{i}].client", f"no client named '{shown(client)}' (clients: {', '.join(client_names) or 'none'})"))
         if isinstance(server, str) and server not in server_names:
-            problems.append(Problem(f"tunnels[{i}].server", f"no server named '{server}' (servers: {', '.join(server_names) or 'none'})"))
+            problems.append(Problem(f"tunnels[{i}].server", f"no server named '{shown(server)}' (servers: {', '.join(server_names) or 'none'})"))
         if isinstance(proto, str):
             if proto not in PROTOCOLS:
-                problems.append(Problem(f"tunnels[{i}].protocol", f"unknown protocol '{proto}' (known: {known_protocols})"))
-            elif server in served and proto not in served[server]:
+                problems.append(Problem(f"tunnels[{i}].protocol", f"unknown protocol '{shown(proto)}' (known: {known_protocols})"))
+            elif isinstance(server, str) and server in served and proto not in served[server]:
                 problems.append(
                     Problem(
                         f"tunnels[{i}].protocol",
@@ -219,6 +220,8 @@ def cross_reference_problems(data: dict[str, Any]) -> list[Problem]:
                     )
                 )
         key = (client, server, proto)
+        if not all(part is None or isinstance(part, str) for part in key):
+            continue  # a list or mapping here is a shape problem, and cannot be compared as a key
         if key in seen_tunnels:
             problems.append(Problem(f"tunnels[{i}]", f"same client, server and protocol as tunnels[{seen_tunnels[key]}]"))
         else:

@@ -19,10 +19,39 @@ RESERVED_NODE_NAMES = {"router", "switch"}
 STUN_NODE = "stun"  # the NAT probe's STUN server, reserved when a topology says nat_probe: true
 
 BLOCK_PROTOCOLS = {"gre": 47, "esp": 50, "ah": 51, "icmp": 1}
-BLOCK_RE = re.compile(r"^(tcp|udp)/(\d{1,5})(?:-(\d{1,5}))?$")
+PORT_PROTOCOLS = ("tcp", "udp")
+BLOCK_RE = re.compile(r"(tcp|udp)/(\d{1,5})(?:-(\d{1,5}))?")  # always fullmatch
 BLOCK_RULE = "'tcp/PORT', 'udp/PORT', 'udp/LOW-HIGH' or one of: " + ", ".join(sorted(BLOCK_PROTOCOLS))
 
 DOCUMENTATION_NETS = [ipaddress.ip_network(n) for n in ("203.0.113.0/24", "198.51.100.0/24")]
+# The LAN lies in RFC 1918 space: Python's is_private also says yes to loopback, 0.0.0.0/8,
+# link-local, reserved and the documentation ranges (the WAN's), none of which a LAN can be.
+LAN_NETS = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")]
+LAN_RULE = "the LAN must be a /16 to /26 inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16 (for example 192.168.100.0/24)"
+SHOWN_CHARS = 40  # a value quoted in a message is cut here: a message stays one readable line
+
+
+def shown(value: object) -> str:
+    """A value as a message quotes it, cut short: a 1 MB name would make a 1 MB error, and
+    a collection (perhaps an alias bomb) is named, never printed."""
+    if isinstance(value, (list, dict, set, tuple)):
+        return f"a {type(value).__name__} of {len(value)} item(s)"
+    if isinstance(value, int) and abs(value) >= 10**SHOWN_CHARS:  # str() fails past 4300 digits
+        return "a number of more than 40 digits"
+    text = value if isinstance(value, str) else str(value)
+    text = text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "…"
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)  # one line, control characters seen
+
+
+def special_range(net: ipaddress.IPv4Network) -> str:
+    """What a network that no LAN may use is, for the message ("" if nothing special)."""
+    if any(net.overlaps(doc) for doc in DOCUMENTATION_NETS):
+        return "in a documentation range, where the WAN lives"
+    kinds = [
+        ("loopback", net.is_loopback), ("in 0.0.0.0/8 ('this network')", net.subnet_of(ipaddress.IPv4Network("0.0.0.0/8"))),
+        ("link-local", net.is_link_local), ("multicast", net.is_multicast), ("reserved", net.is_reserved),
+    ]
+    return next((kind for kind, matches in kinds if matches), "")
 
 
 class Strict(BaseModel):
@@ -31,7 +60,7 @@ class Strict(BaseModel):
 
 def check_name(value: str) -> str:
     if not NAME_RE.fullmatch(value):
-        raise ValueError(f"'{value}' is not a valid name ({NAME_RULE})")
+        raise ValueError(f"'{shown(value)}' is not a valid name ({NAME_RULE})")
     return value
 
 
@@ -44,7 +73,7 @@ def passthrough_family(value: str) -> str:
 
     known = passthrough_families()
     if value not in known:
-        raise ValueError(f"unknown passthrough family '{value}' (known: {', '.join(known)})")
+        raise ValueError(f"unknown passthrough family '{shown(value)}' (known: {', '.join(known)})")
     return value
 
 
@@ -84,7 +113,9 @@ class BlockRule(Strict):
         if isinstance(value, str):
             return cls.parse_fields(value)
         if isinstance(value, (int, float)):
-            raise ValueError(f"'{value}' is not {cls.KIND} (allowed: {BLOCK_RULE})")
+            raise ValueError(f"'{shown(value)}' is not {cls.KIND} (allowed: {BLOCK_RULE})")
+        if isinstance(value, dict):
+            return cls.check_fields(value)
         return value
 
     @classmethod
@@ -96,14 +127,37 @@ class BlockRule(Strict):
         text = text.strip().lower()
         if text in BLOCK_PROTOCOLS:
             return {"proto": text}
-        match = BLOCK_RE.match(text)
+        match = BLOCK_RE.fullmatch(text)
         if not match:
-            raise ValueError(f"'{text}' is not {cls.KIND} (allowed: {BLOCK_RULE})")
+            raise ValueError(f"'{shown(text)}' is not {cls.KIND} (allowed: {BLOCK_RULE})")
         low = int(match.group(2))
         high = int(match.group(3) or low)
         if not (1 <= low <= high <= 65535):
             raise ValueError(f"'{text}': ports must be 1-65535 and LOW <= HIGH")
         return {"proto": match.group(1), "port_low": low, "port_high": high}
+
+    @classmethod
+    def check_fields(cls, fields: dict[object, object]) -> dict[object, object]:
+        """The mapping form ``{proto, port_low, port_high}`` (how a kept topology is read back):
+        the same rules as the text form, since both end up in the router's iptables rules."""
+        proto, low, high = fields.get("proto"), fields.get("port_low"), fields.get("port_high")
+        allowed = ", ".join([*PORT_PROTOCOLS, *sorted(BLOCK_PROTOCOLS)])
+        if not isinstance(proto, str) or (proto not in BLOCK_PROTOCOLS and proto not in PORT_PROTOCOLS):
+            raise ValueError(f"proto '{shown(proto)}' is not allowed in {cls.KIND} (allowed: {allowed})")
+        for port in (low, high):
+            if port is not None and (isinstance(port, bool) or not isinstance(port, int)):
+                raise ValueError(f"port '{shown(port)}' in {cls.KIND} must be a whole number 1-65535")
+        if proto in BLOCK_PROTOCOLS:
+            if low is not None or high is not None:
+                raise ValueError(f"'{proto}' has no ports: port_low and port_high go only with tcp or udp")
+            return fields
+        if low is None:
+            raise ValueError(f"'{proto}' needs port_low (and port_high for a range), or write it as '{proto}/PORT'")
+        high = low if high is None else high
+        if not (1 <= low <= high <= 65535):
+            ports = shown(low) if low == high else f"{shown(low)}-{shown(high)}"
+            raise ValueError(f"'{proto}/{ports}': ports must be 1-65535 and LOW <= HIGH")
+        return {**fields, "port_high": high}
 
     @property
     def label(self) -> str:
@@ -166,8 +220,17 @@ class Network(Strict):
     @field_validator("lan")
     @classmethod
     def private_lan(cls, value: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
-        if not value.is_private or value.prefixlen > 26 or value.prefixlen < 16:
-            raise ValueError(f"{value}: the LAN must be a private /16 to /26 (for example 192.168.100.0/24)")
+        from lab.protocols import PROTOCOLS  # the protocols import this module
+
+        if not any(value.subnet_of(net) for net in LAN_NETS) or value.prefixlen > 26 or value.prefixlen < 16:
+            what = special_range(value)
+            raise ValueError(f"{value}{f' is {what}' if what else ''}: {LAN_RULE}")
+        for protocol in PROTOCOLS.values():
+            if value.overlaps(protocol.tunnel_net):
+                raise ValueError(
+                    f"{value} overlaps {protocol.name}'s tunnel network {protocol.tunnel_net}: "
+                    "choose a LAN clear of every protocol's tunnel network (for example 192.168.100.0/24)"
+                )
         return value
 
     @field_validator("wan")
