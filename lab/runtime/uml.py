@@ -75,11 +75,15 @@ class GuestError(VpnlabError):
         self.slot = slot
         self.log = log
         tail = ""
-        path = slot / "logs" / log
-        try:  # the guest writes its logs: read without following a link it may have planted
-            tail = "\n".join(read_text(path).splitlines()[-15:])
-        except (OSError, UnsafePath):
-            pass
+        # the log named, else the launch script's own (a guest that never started writes nothing)
+        for name in dict.fromkeys((log, "launch.log")):
+            path = slot / "logs" / name
+            try:  # the guest writes its logs: read without following a link it may have planted
+                tail = "\n".join(read_text(path).splitlines()[-15:])
+            except (OSError, UnsafePath):
+                continue
+            if tail.strip():
+                break
         super().__init__(f"User-Mode Linux guest ({slot.name}): {what}\n--- {path} (last lines) ---\n{tail}",
                          hint=f"all guest logs are in {slot / 'logs'}")
 
@@ -170,8 +174,9 @@ class UmlGuest:
         while time.monotonic() < deadline:
             if self.slot.status().startswith("failed"):
                 raise GuestError(self.slot.path, self.slot.status(), "guest.log")
-            if self.slot.guest_pid() is None:
-                raise GuestError(self.slot.path, "the guest exited while booting", "console.log")
+            pid, why = self.slot.identify()
+            if pid is None:
+                raise GuestError(self.slot.path, f"the guest exited while booting{f' ({why})' if why else ''}", "console.log")
             if self.slot.status() == "running" and self.engine_answers():
                 return time.monotonic() - started
             time.sleep(0.25)
