@@ -70,8 +70,12 @@ def test_two_runs_of_one_name_at_once_one_runs_the_other_is_refused(engine, topo
 
 def test_an_up_while_a_run_builds_the_lab_is_refused_and_the_run_goes_on(engine, topology: Path) -> None:
     run = start_run(topology)
-    wait_for_containers(engine, NAME)  # the run's lab is half made
-    assert_refused(vpnlab("up", str(topology), "--runtime", "docker"))
+    wait_for_containers(engine, NAME)
+    run.send_signal(signal.SIGSTOP)  # held half made while the 'up' looks (a whole run can be shorter than its start)
+    try:
+        assert_refused(vpnlab("up", str(topology), "--runtime", "docker"))
+    finally:
+        run.send_signal(signal.SIGCONT)
     out, err = run.communicate(timeout=240)
     assert run.returncode == 0, out + err
     assert leftovers(engine) == []
@@ -86,7 +90,7 @@ def test_a_run_on_a_lab_kept_by_up_is_refused_and_touches_nothing(engine, topolo
     assert leftovers(engine) == []
 
 
-@pytest.mark.parametrize("gap", [0.0, 0.3], ids=["at-once", "during-teardown"])
+@pytest.mark.parametrize("gap", [0.0, 0.05, 0.3], ids=["at-once", "soon-after", "during-teardown"])
 def test_ctrl_c_pressed_twice_exits_130_and_leaves_nothing(engine, topology: Path, gap: float) -> None:
     run = start_run(topology)
     wait_for_containers(engine, NAME)
