@@ -8,7 +8,6 @@ prerequisite (the message says which). Errors print one message, no traceback.
 from __future__ import annotations
 
 import json
-import signal
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -28,24 +27,24 @@ console = Console(stderr=False, highlight=False, width=None if sys.stdout.isatty
 errors = Console(stderr=True, highlight=False)
 
 
-def _terminate(signum: int, _frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn vpnlab errors and Ctrl-C into one message and an exit code."""
+    """Turn vpnlab errors and Ctrl-C (SIGTERM, SIGHUP alike) into one message and an exit code."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        signal.signal(signal.SIGTERM, _terminate)
-        try:
-            return fn(*args, **kwargs)
-        except VpnlabError as exc:
-            errors.print(f"[red]error:[/red] {shown(str(exc))}", markup=True, highlight=False, soft_wrap=True)
-            sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            errors.print("[yellow]interrupted; everything this command created was removed[/yellow]")
-            sys.exit(130)
+        from lab.runtime.uninterrupted import hold_signals, signals_as_interrupts
+
+        with signals_as_interrupts():
+            try:
+                return fn(*args, **kwargs)
+            except VpnlabError as exc:
+                hold_signals()  # exiting: a signal now would end in a traceback, not this message
+                errors.print(f"[red]error:[/red] {shown(str(exc))}", markup=True, highlight=False, soft_wrap=True)
+                sys.exit(exc.exit_code)
+            except KeyboardInterrupt:
+                hold_signals()
+                errors.print("[yellow]interrupted; everything this command created was removed[/yellow]")
+                sys.exit(130)
 
     return wrapper
 

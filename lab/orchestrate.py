@@ -28,7 +28,8 @@ from lab.plan import LabPlan, plan_lab
 from lab.check.results import RunResult, TunnelResult
 from lab.runtime.engine import connect
 from lab.runtime.base import Runtime
-from lab.runtime.lab import DockerLab, TeardownError, this_owner
+from lab.runtime.lab import DockerLab, TeardownError
+from lab.runtime.lab_lock import claim, release, this_owner
 from lab.runtime.registry import AUTO, choose_runtime, find_lab
 from lab.topology.model import Topology
 
@@ -107,12 +108,26 @@ def plan_for(session: Session, topology: Topology) -> LabPlan:
 
 def up(session: Session, plan: LabPlan, *, source: str, mode: str = "up",
        progress: Callable[[str], None] | None = None) -> DockerLab:
+    """Bring ``plan``'s lab up, holding its name on this engine (lab.runtime.lab_lock) first.
+
+    ``mode`` 'run': the name stays held until ``lab.down()``; 'up': the lab is kept (its 'up'
+    label guards it) and the name is let go once it is up.
+    Raises:
+        LabInUse: another process runs a lab of this name, or (for 'run') 'vpnlab up' keeps one.
+    """
     lab = DockerLab(session.client, plan.name, session.concurrency)
     owner = this_owner(mode)
-    if lab.prepare(plan.topology, owner):
-        session.say(f"lab '{plan.name}' is already up")
-        return lab
-    lab.up(plan, owner=owner, source=source, progress=progress or session.say)
+    claim(lab.client, lab.name)
+    try:
+        if lab.prepare(plan.topology, owner):
+            session.say(f"lab '{plan.name}' is already up")
+        else:
+            lab.up(plan, owner=owner, source=source, progress=progress or session.say)
+    except BaseException:
+        release(lab.client, lab.name)
+        raise
+    if mode == "up":
+        release(lab.client, lab.name)
     return lab
 
 

@@ -32,6 +32,7 @@ LABEL_NODE = "vpnlab.node"
 LABEL_ROLE = "vpnlab.role"
 LABEL_HASH = "vpnlab.topology-hash"
 LABEL_OWNER = "vpnlab.owner"
+LABEL_RUN = "vpnlab.run"  # one "up" of a lab: its clean-up removes only what carries its own
 LABEL_SOURCE = "vpnlab.source"
 LABEL_VERSION = "vpnlab.version"
 

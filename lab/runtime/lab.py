@@ -1,16 +1,17 @@
 """Bringing a lab up on a Docker engine and taking it down again.
 
-Everything a lab creates carries the ``vpnlab.lab`` label; ``down`` and the
-clean-up after a failed or interrupted ``up`` remove by label, whatever
-state things were left in.
+Everything a lab creates carries the ``vpnlab.lab`` label, and the ``vpnlab.run`` label of the
+``up`` that made it; ``down`` removes by the first, the clean-up after a failed or interrupted
+``up`` by both (only what that ``up`` made), whatever state things were left in. Who may touch
+a lab of a name at all is settled first by lab.runtime.lab_lock.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import socket
+import threading
+import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,12 +32,15 @@ from lab.runtime.engine import (
     LABEL_NODE,
     LABEL_OWNER,
     LABEL_ROLE,
+    LABEL_RUN,
     LABEL_SOURCE,
     LABEL_VERSION,
     container_name,
     lab_filter,
 )
 from lab.runtime.files import copy_files, read_file
+from lab.runtime.lab_lock import LabInUse, owner_alive, release
+from lab.runtime.uninterrupted import Cancelled, finish_first
 
 if TYPE_CHECKING:  # pragma: no cover
     from lab.nodes import NodeSpec
@@ -51,26 +55,6 @@ TOPOLOGY_FILE = f"{CONF_DIR}/topology.json"
 def topology_hash(topology: Topology) -> str:
     canonical = json.dumps(topology.model_dump(mode="json"), sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-
-def this_owner(mode: str) -> str:
-    """Who holds a lab: 'up' (kept until 'down') or 'run:<host>:<pid>' (torn down by that process)."""
-    return "up" if mode == "up" else f"run:{socket.gethostname()}:{os.getpid()}"
-
-
-def owner_alive(owner: str) -> bool:
-    if not owner.startswith("run:"):
-        return True
-    _, host, pid = owner.split(":", 2)
-    if host != socket.gethostname():
-        return True  # cannot tell from here: assume it is in use
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, ValueError):
-        return True
-    return True
 
 
 def parallel(fn: Callable[[T], Any], items: Iterable[T], limit: int = 8) -> list[Any]:
@@ -102,6 +86,7 @@ class DockerLab:
         # Engine calls made at once while bringing the lab up: a one-CPU UML guest's
         # engine stopped answering when nine containers were started together.
         self.concurrency = concurrency
+        self.run_id = uuid.uuid4().hex[:12]  # labels what this object's 'up' creates
 
     # --- lookup -------------------------------------------------------------
 
@@ -152,48 +137,71 @@ class DockerLab:
     # --- up / down ----------------------------------------------------------
 
     def prepare(self, topology: Topology, owner: str) -> bool:
-        """Decide what to do with an existing lab of this name; True means it is already up."""
+        """Decide what to do with an existing lab of this name, the name's lock held (see
+        lab.runtime.lab_lock); True means it is already up. A lab kept by 'up' is reused by an
+        'up' of the same topology and refused to anything else; a lab whose run is alive is
+        refused (even half made); one whose run died, or a broken kept one an 'up' rebuilds, goes."""
         existing = self.containers()
         if not existing:
             return False
         labels = existing[0].labels
         same = labels.get(LABEL_HASH) == topology_hash(topology)
         running = all(c.status == "running" for c in existing)
-        holder = labels.get(LABEL_OWNER, "up")
-        if same and running and owner == "up" and holder == "up":
-            return True
-        if owner_alive(holder) and holder != "up" and running:
-            raise LabExistsError(self.name, labels.get(LABEL_SOURCE, "?") + f", held by {holder}")
-        if not same and holder == "up" and running:
-            raise LabExistsError(self.name, labels.get(LABEL_SOURCE, "?"))
-        self.down()  # stale: left by a killed run or half made
+        source = labels.get(LABEL_SOURCE, "?")
+        holders = {c.labels.get(LABEL_OWNER, "up") for c in existing}
+        if "up" in holders:
+            if owner == "up" and same and running:
+                return True
+            if owner == "up" and running:
+                raise LabExistsError(self.name, source)
+            if owner != "up":
+                raise LabInUse(self.name, f"it is kept up by 'vpnlab up' ({source})")
+        live = sorted(h for h in holders if h != "up" and owner_alive(h))
+        if live:
+            raise LabInUse(self.name, f"it is held by {live[0]} ({source})")
+        self._remove(lab_filter(self.name))  # stale: left by a killed run, or a kept lab that broke
         return False
 
     def up(self, spec: LabPlan, *, owner: str, source: str, progress: Callable[[str], None] = lambda _: None) -> None:
-        """Create, wire and set up every node; on any failure remove all of it."""
+        """Create, wire and set up every node; on any failure (or Ctrl-C) remove what this 'up' made.
+
+        The engine calls run to their end (see lab.runtime.uninterrupted): an interrupt stops the
+        work between calls, so every container made is one the clean-up can list."""
         try:
-            self._up(spec, owner=owner, source=source, progress=progress)
+            finish_first(lambda cancel: self._up(spec, owner=owner, source=source, progress=progress, cancel=cancel))
         except BaseException:
             try:
-                self.down()
+                self._remove(self._own_filter())
             except TeardownError:
                 pass  # the failure that stopped 'up' is the one to report; 'vpnlab status' shows what is left
             raise
 
-    def _up(self, spec: LabPlan, *, owner: str, source: str, progress: Callable[[str], None]) -> None:
+    def _own_filter(self) -> dict[str, Any]:
+        return {"label": [f"{LABEL_LAB}={self.name}", f"{LABEL_RUN}={self.run_id}"]}
+
+    def _up(self, spec: LabPlan, *, owner: str, source: str, progress: Callable[[str], None],
+            cancel: threading.Event) -> None:
+        def step(text: str) -> None:
+            if cancel.is_set():
+                raise Cancelled()
+            progress(text)
+
         base_labels = {
             LABEL_LAB: self.name,
             LABEL_HASH: topology_hash(spec.topology),
             LABEL_OWNER: owner,
+            LABEL_RUN: self.run_id,
             LABEL_SOURCE: source,
             LABEL_VERSION: __version__,
         }
-        progress("creating containers")
+        step("creating containers")
         topology_file = NodeFile(TOPOLOGY_FILE, spec.topology.model_dump_json(indent=2))
         switch = self._create_switch(base_labels)
         nodes = {n.name: n for n in spec.nodes}
 
         def create(node: NodeSpec) -> Container:
+            if cancel.is_set():
+                raise Cancelled()
             container = self._create_node(node, base_labels)
             files = node.files + [NodeFile(f"{CONF_DIR}/setup.sh", node.setup_script(), 0o755)]
             if node.role == "router":
@@ -202,21 +210,21 @@ class DockerLab:
             return container
 
         containers = dict(zip(nodes, parallel(create, nodes.values(), self.concurrency)))
-        progress("starting containers")
+        step("starting containers")
         parallel(lambda c: c.start(), [switch, *containers.values()], self.concurrency)
         pids = {}
         for name, container in containers.items():
             container.reload()
             pids[name] = int(container.attrs["State"]["Pid"])
 
-        progress("wiring LAN and WAN")
+        step("wiring LAN and WAN")
         from lab.runtime.wiring import plan_ports, wiring_script
 
         wired = self.exec(SWITCH, wiring_script(plan_ports(spec.nodes, pids)), container=switch)
         if not wired.succeeded:
             raise LabRuntimeError(SWITCH, "wiring", wired.output)
 
-        progress("configuring router and servers")
+        step("configuring router and servers")
         results = parallel(
             lambda name: self.exec(name, f"sh {CONF_DIR}/setup.sh", container=containers[name]),
             containers,
@@ -263,8 +271,15 @@ class DockerLab:
             raise LabRuntimeError(node.name, "create", str(exc.explanation or exc)) from None
 
     def down(self) -> int:
-        """Remove every container, network and volume labelled with this lab; returns the count."""
-        return remove_labelled(self.client, lab_filter(self.name))
+        """Remove every container, network and volume labelled with this lab (to the end, Ctrl-C or
+        not: see lab.runtime.uninterrupted); returns the count. This process's hold on the name goes too."""
+        try:
+            return self._remove(lab_filter(self.name))
+        finally:
+            release(self.client, self.name)
+
+    def _remove(self, filters: dict[str, Any]) -> int:
+        return finish_first(lambda _: remove_labelled(self.client, filters))
 
 
 class TeardownError(VpnlabError):
