@@ -11,7 +11,10 @@ import ipaddress
 import re
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from lab.steps.model import Step, step_problems
 
 NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,23}")  # always fullmatch: "$" would let a trailing newline through
 NAME_RULE = "lowercase letters, digits and '-', starting with a letter, at most 24 characters"
@@ -230,3 +233,45 @@ class Topology(Strict):
     def node_names(self) -> list[str]:
         stun = [STUN_NODE] if self.nat_probe else []
         return ["router"] + [s.name for s in self.servers] + stun + [c.name for c in self.clients]
+
+    # --- scenario steps (issue 11) and per-protocol tunnel options: one separate block ---------
+    # Run in order after bring-up (lab.steps). Not stored with a running lab's topology
+    # (exclude): an exec step's command stays out of every file vpnlab writes.
+    steps: list[Step] = Field(default_factory=list, exclude=True)
+
+    @field_validator("tunnels")
+    @classmethod
+    def protocol_options(cls, tunnels: list[Tunnel]) -> list[Tunnel]:
+        from lab.protocols import PROTOCOLS  # the protocols import this module
+
+        problems = [
+            ((i, "options", key), message)
+            for i, t in enumerate(tunnels)
+            if t.protocol in PROTOCOLS
+            for key, message in PROTOCOLS[t.protocol].option_problems(t.options).items()
+        ]
+        _raise_located(problems, tunnels)
+        return tunnels
+
+    @field_validator("steps")
+    @classmethod
+    def steps_name_the_topology(cls, steps: list[Step], info: ValidationInfo) -> list[Step]:
+        data = info.data
+        if not steps or not all(key in data for key in ("tunnels", "servers", "clients")):
+            return steps  # what is missing was reported where it is
+        stun = [STUN_NODE] if data.get("nat_probe") else []
+        nodes = ["router"] + [s.name for s in data["servers"]] + stun + [c.name for c in data["clients"]]
+        _raise_located(step_problems(steps, data["tunnels"], nodes), steps)
+        return steps
+
+
+def _raise_located(problems: list[tuple[tuple[object, ...], str]], value: object) -> None:
+    """Raise the problems as one ValidationError: pydantic puts each under the field's location."""
+    if problems:
+        raise ValidationError.from_exception_data(
+            "Topology",
+            [
+                InitErrorDetails(type=PydanticCustomError("value_error", "{reason}", {"reason": message}), loc=loc, input=value)
+                for loc, message in problems
+            ],
+        )
