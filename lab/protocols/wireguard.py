@@ -6,6 +6,7 @@ Keys are made per lab. One server interface carries every client as a peer
 
 from __future__ import annotations
 
+import json
 from ipaddress import IPv4Network
 from typing import TYPE_CHECKING
 
@@ -80,7 +81,7 @@ class WireGuard(Protocol):
         low, high = KEEPALIVE_RANGE
         # bool is an int in Python: 'keepalive: true' is refused, not read as 1 s
         if keepalive is not None and (type(keepalive) is not int or not low <= keepalive <= high):
-            return {"keepalive": f"'{keepalive}' is not a keepalive: give PersistentKeepalive seconds, {low}-{high}"}
+            return {"keepalive": f"must be PersistentKeepalive seconds, a number {low}-{high}, not {json.dumps(keepalive)}"}
         return {}
 
     def client_start(self, ctx: TunnelContext) -> list[str]:

@@ -96,18 +96,23 @@ def tunnel_label(index: int, tunnels: list[Any]) -> str:
     return f"{t.client}/{t.protocol}" if len(twins) == 1 else f"{t.client}/{t.server}/{t.protocol}"
 
 
-def step_problems(steps: list[Step], tunnels: list[Any], nodes: list[str]) -> list[tuple[tuple[Any, ...], str]]:
-    """(location under ``steps``, message) for each step naming a tunnel or a node the topology lacks."""
+def step_problems(steps: Any, tunnels: list[Any], nodes: list[str]) -> list[tuple[tuple[Any, ...], str]]:
+    """(location under ``steps``, message) for each step naming a tunnel or a node the topology
+    lacks. Reads the raw ``steps`` (whatever their shape) so that these are reported beside
+    the shape's problems."""
     problems: list[tuple[tuple[Any, ...], str]] = []
-    for i, step in enumerate(steps):
-        if step.check is not None:
-            for name in step.check.expect:
-                try:
-                    tunnel_index(name, tunnels)
-                except ValueError as exc:
-                    problems.append(((i, "check", "expect", name), str(exc)))
-        if step.exec is not None and step.exec.node not in nodes:
-            problems.append(((i, "exec", "node"), f"no node '{step.exec.node}' (nodes: {', '.join(nodes)})"))
+    for i, step in enumerate(steps if isinstance(steps, list) else []):
+        check = step.get("check") if isinstance(step, dict) else None
+        expect = check.get("expect") if isinstance(check, dict) else None
+        for name in expect if isinstance(expect, dict) else []:
+            try:
+                tunnel_index(str(name), tunnels)
+            except ValueError as exc:
+                problems.append(((i, "check", "expect", name), str(exc)))
+        run = step.get("exec") if isinstance(step, dict) else None
+        node = run.get("node") if isinstance(run, dict) else None
+        if isinstance(node, str) and node not in nodes:
+            problems.append(((i, "exec", "node"), f"no node '{node}' (nodes: {', '.join(nodes)})"))
     return problems
 
 

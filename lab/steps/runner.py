@@ -74,7 +74,8 @@ class StepRunner:
         self.say(f"steps[{index}] {step.kind}")
         started = time.monotonic()
         try:
-            result = getattr(self, f"_{step.kind}")(index, step)
+            kinds = {"check": self._check, "wait": self._wait, "flush": self._flush, "exec": self._exec}
+            result = kinds[step.kind](index, step)
         except Exception as exc:  # noqa: BLE001 - this step failed; the next ones still run
             result = StepResult(index, step.kind, 0.0, error=f"the step failed: {named(exc)}")
         result.seconds = round(time.monotonic() - started, 2)

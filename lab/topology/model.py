@@ -11,8 +11,8 @@ import ipaddress
 import re
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, ValidatorFunctionWrapHandler, field_validator, model_validator
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
 from lab.steps.model import Step, step_problems
 
@@ -250,28 +250,38 @@ class Topology(Strict):
             if t.protocol in PROTOCOLS
             for key, message in PROTOCOLS[t.protocol].option_problems(t.options).items()
         ]
-        _raise_located(problems, tunnels)
+        _raise_located([(loc, message, "value_error") for loc, message in problems], tunnels)
         return tunnels
 
-    @field_validator("steps")
+    @field_validator("steps", mode="wrap")
     @classmethod
-    def steps_name_the_topology(cls, steps: list[Step], info: ValidationInfo) -> list[Step]:
+    def steps_name_the_topology(cls, value: object, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> list[Step]:
+        """The steps' shape and, beside its problems, the tunnels and nodes they name."""
+        shape: list[ErrorDetails] = []
+        try:
+            steps = handler(value)
+        except ValidationError as exc:
+            shape, steps = exc.errors(), []
         data = info.data
-        if not steps or not all(key in data for key in ("tunnels", "servers", "clients")):
-            return steps  # what is missing was reported where it is
-        stun = [STUN_NODE] if data.get("nat_probe") else []
-        nodes = ["router"] + [s.name for s in data["servers"]] + stun + [c.name for c in data["clients"]]
-        _raise_located(step_problems(steps, data["tunnels"], nodes), steps)
+        named: list[tuple[tuple[object, ...], str]] = []
+        if all(key in data for key in ("tunnels", "servers", "clients")):  # else reported where it is
+            stun = [STUN_NODE] if data.get("nat_probe") else []
+            nodes = ["router"] + [s.name for s in data["servers"]] + stun + [c.name for c in data["clients"]]
+            named = step_problems(value, data["tunnels"], nodes)
+        located = {tuple(e["loc"]) for e in shape}
+        _raise_located([(tuple(e["loc"]), e["msg"], e["type"]) for e in shape]
+                       + [(loc, message, "value_error") for loc, message in named if loc not in located], value)
         return steps
 
 
-def _raise_located(problems: list[tuple[tuple[object, ...], str]], value: object) -> None:
-    """Raise the problems as one ValidationError: pydantic puts each under the field's location."""
+def _raise_located(problems: list[tuple[tuple[object, ...], str, str]], value: object) -> None:
+    """Raise (location, message, error type) problems as one ValidationError: pydantic puts each
+    under the field's location; the type is kept so that lab.topology.load words it as usual."""
     if problems:
         raise ValidationError.from_exception_data(
             "Topology",
             [
-                InitErrorDetails(type=PydanticCustomError("value_error", "{reason}", {"reason": message}), loc=loc, input=value)
-                for loc, message in problems
+                InitErrorDetails(type=PydanticCustomError(kind, "{reason}", {"reason": message}), loc=loc, input=value)
+                for loc, message, kind in problems
             ],
         )
