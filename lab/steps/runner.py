@@ -169,6 +169,17 @@ class StepRunner:
         return flow_entries(conntrack_lines(parse_sections(text).get("conntrack", "")), PROTOCOLS[ctx.tunnel.protocol].flows)
 
 
+def run_steps(lab: DockerLab, plan: LabPlan, capabilities: Capabilities, concurrency: int,
+              checked: dict[int, TunnelResult]) -> list[StepResult]:
+    """The steps on a lab whose tunnels in ``checked`` (by index) were checked already: those are
+    re-probed, not restarted; ``checked`` gains the tunnels the steps start."""
+    runner = StepRunner(lab, plan, capabilities, concurrency)
+    runner.already_started(checked)
+    steps = runner.run()
+    checked.update(runner.started)
+    return steps
+
+
 def conntrack_words(ctx: TunnelContext, entries: list[str]) -> str:
     """What the router's conntrack holds for the tunnel, in words."""
     labels = ", ".join(f.label for f in PROTOCOLS[ctx.tunnel.protocol].flows)
