@@ -130,7 +130,7 @@ def check_and_probe(
     NAT behaviour: the probe (a few seconds, its own node and ports) runs beside the tunnel checks."""
     with ThreadPoolExecutor(max_workers=1) as probe:
         nat = probe.submit(measure_nat, lab, plan) if plan.topology.nat_probe else None
-        results = check_plan(session, lab, plan, only=only)
+        results = check_plan(session, lab, plan, only)
         return results, _measured(nat) if nat else None
 
 
