@@ -27,7 +27,8 @@ def _loop(ping: str, what: str, seconds: float, before: str = "") -> str:
     """Ping once a second until an answer or ``seconds``; one vpnlab-result line."""
     return (
         "now_ms() { echo $(( $(date +%s%N) / 1000000 )); }; start=$(now_ms); "
-        f"while [ $(( $(now_ms) - start )) -lt {int(seconds * 1000)} ]; do "
+        # each ping waits 1 s for its answer: the last one starts a second before the deadline
+        f"while [ $(( $(now_ms) - start + 1000 )) -le {int(seconds * 1000)} ]; do "
         f"{before}"
         f"if {ping} >/dev/null 2>&1; then echo \"vpnlab-result up $(( $(now_ms) - start )) {what} answered\"; exit 0; fi; "
         "sleep 0.2; done; "

@@ -49,7 +49,7 @@ def test_scenario_loads_its_steps_in_order() -> None:
     assert [s.kind for s in topology.steps] == ["check", "wait", "check", "check", "check"]
     assert topology.steps[2].check is not None and topology.steps[2].check.direction == "server"
     assert topology.steps[2].check.expect == {"silent/wireguard": "down", "chatty/wireguard": "up"}
-    assert topology.steps[1].wait == 12
+    assert topology.steps[1].wait == 20
 
 
 def test_steps_are_not_stored_with_the_lab() -> None:
@@ -92,7 +92,7 @@ def test_client_probe_pings_the_servers_tunnel_address_through_the_interface() -
     plan = plan_lab(load_topology(SCENARIO), Environment())
     script = client_probe(plan.tunnels[0])
     assert "ping -n -c 1 -W 1 -I wg0 10.100.0.1" in script
-    assert "-lt 5000" in script  # the probe's 5 s deadline, shorter than WireGuard's 10 s up-check
+    assert "+ 1000 )) -le 5000" in script  # the probe's 5 s deadline, shorter than WireGuard's 10 s up-check
 
 
 def test_server_probe_pings_the_client_from_the_servers_tunnel_address() -> None:
@@ -169,7 +169,7 @@ def test_the_scenario_starts_once_then_probes_both_ways(monkeypatch: pytest.Monk
     steps = runner.run()
 
     assert [s.kind for s in steps] == ["check", "wait", "check", "check", "check"]
-    assert slept == [12]
+    assert slept == [20]
     first, _, from_server, from_client, _ = steps
     assert [(v.tunnel, v.observed, v.passed) for v in first.verdicts] == [
         ("silent/wireguard", "up", True), ("chatty/wireguard", "up", True)]
