@@ -118,7 +118,8 @@ class StepRunner:
             return Verdict(name, t.client, t.server, t.protocol, direction, expected, observed, reason,
                            round(seconds, 2), evidence)
 
-        if i in self.skips:
+        if i in self.skips:  # this kernel cannot run it: the tunnel's row says so too
+            self.started.setdefault(i, TunnelResult(t.client, t.server, t.protocol, t.expect, "skipped", self.skips[i], 0.0, {}))
             return said("skipped", self.skips[i], 0.0)
         started = time.monotonic()
         try:

@@ -212,6 +212,20 @@ def test_a_tunnel_named_by_no_step_is_left_to_the_first_check(monkeypatch: pytes
     assert runner.unnamed_tunnels() == [0]
 
 
+def test_a_tunnel_this_kernel_cannot_run_is_skipped_in_its_steps_and_its_row() -> None:
+    class NoIkev2(Kernel):
+        def skips(self, topology: object) -> dict[int, str]:
+            return {0: "kernel 6.1 lacks xfrm"}
+
+    topology = topology_with("  - check: {expect: {alice/ikev2: up}}\n", "  - {client: alice, server: vpn, protocol: ikev2}\n")
+    lab = ScriptedLab([])
+    runner = StepRunner(lab, plan_lab(topology, Environment()), NoIkev2())  # type: ignore[arg-type]
+    [step] = runner.run()
+    assert (step.verdicts[0].observed, step.verdicts[0].reason) == ("skipped", "kernel 6.1 lacks xfrm")
+    assert [(t.observed, t.reason) for t in runner.tunnel_results()] == [("skipped", "kernel 6.1 lacks xfrm")]
+    assert lab.calls == []  # nothing ran
+
+
 # --- results ----------------------------------------------------------------
 
 
