@@ -11,9 +11,11 @@ import ipaddress
 import re
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, ValidatorFunctionWrapHandler, field_validator, model_validator
-from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+# for the scenario-steps block at the end of Topology
+from pydantic import ValidationError, ValidationInfo, ValidatorFunctionWrapHandler
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 from lab.steps.model import Step, step_problems
 
 NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,23}")  # always fullmatch: "$" would let a trailing newline through
