@@ -31,6 +31,8 @@ from lab.runtime.base import Runtime
 from lab.runtime.lab import DockerLab, TeardownError
 from lab.runtime.lab_lock import claim, release, this_owner
 from lab.runtime.registry import AUTO, choose_runtime, find_lab
+from lab.steps.results import StepResult
+from lab.steps.runner import StepRunner
 from lab.topology.model import Topology
 
 
@@ -136,12 +138,14 @@ def check_plan(session: Session, lab: DockerLab, plan: LabPlan, only: list[int] 
     return check_tunnels(lab, plan, session.capabilities(), only=only, concurrency=session.concurrency)
 
 
-def check_and_probe(session: Session, lab: DockerLab, plan: LabPlan) -> tuple[list[TunnelResult], NatBehaviour | None]:
-    """The tunnels' results and, with ``nat_probe: true``, the router's NAT behaviour: the probe
-    (a few seconds, its own node and ports) runs beside the tunnel checks."""
+def check_and_probe(
+    session: Session, lab: DockerLab, plan: LabPlan, only: list[int] | None = None
+) -> tuple[list[TunnelResult], NatBehaviour | None]:
+    """The tunnels' results (all, or those in ``only``) and, with ``nat_probe: true``, the router's
+    NAT behaviour: the probe (a few seconds, its own node and ports) runs beside the tunnel checks."""
     with ThreadPoolExecutor(max_workers=1) as probe:
         nat = probe.submit(measure_nat, lab, plan) if plan.topology.nat_probe else None
-        results = check_plan(session, lab, plan)
+        results = check_plan(session, lab, plan, only)
         return results, _measured(nat) if nat else None
 
 
@@ -166,8 +170,11 @@ def run(session: Session, topology: Topology, *, source: str, runtime: str = "au
         lab = up(session, plan, source=source, mode="run" if not keep else "up")
         timings["up"] = round(time.monotonic() - t0, 2)
         t0 = time.monotonic()
-        results, nat = check_and_probe(session, lab, plan)
-        result = RunResult(topology.name, chosen.name, chosen.reason, chosen.kernel, results, nat=nat)
+        if topology.steps:
+            results, nat, steps = check_with_steps(session, lab, plan)
+        else:
+            (results, nat), steps = check_and_probe(session, lab, plan), None
+        result = RunResult(topology.name, chosen.name, chosen.reason, chosen.kernel, results, nat=nat, steps=steps)
         timings["check"] = round(time.monotonic() - t0, 2)
     except BaseException:
         left = _teardown(session, lab, keep, timings)
@@ -179,6 +186,17 @@ def run(session: Session, topology: Topology, *, source: str, runtime: str = "au
     result.teardown = str(left) if left is not None else None
     result.seconds = timings
     return result
+
+
+def check_with_steps(session: Session, lab: DockerLab, plan: LabPlan) -> tuple[list[TunnelResult], NatBehaviour | None, list[StepResult]]:
+    """A topology with steps: the tunnels no check step names are checked first (as without
+    steps, beside the NAT probe), then the steps run in order and start the others."""
+    runner = StepRunner(lab, plan, session.capabilities(), session.concurrency, say=session.say)
+    first = runner.unnamed_tunnels()
+    results, nat = check_and_probe(session, lab, plan, only=first)
+    runner.already_started(dict(zip(first, results)))
+    steps = runner.run()
+    return runner.tunnel_results(), nat, steps
 
 
 def _teardown(session: Session, lab: DockerLab | None, keep: bool, timings: dict[str, float]) -> Exception | None:

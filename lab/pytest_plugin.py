@@ -31,6 +31,7 @@ from lab.topology import Topology, load_topology, parse_topology
 
 if TYPE_CHECKING:  # pragma: no cover
     from lab.plan import LabPlan
+    from lab.steps.results import StepResult
 
 
 class RunningLab:
@@ -80,6 +81,12 @@ class RunningLab:
             for i, result in zip(wanted, check_plan(self.session, self.lab, self.plan, only=wanted)):
                 self._results[i] = result
         return [self._results[i] for i in indices]
+
+    def run_steps(self) -> list[StepResult]:
+        """The topology's ``steps:``, run in order (docs/scenarios.md); checked tunnels are re-probed, not restarted."""
+        from lab.steps.runner import run_steps
+
+        return run_steps(self.lab, self.plan, self.session.capabilities(), self.session.concurrency, self._results)
 
     def exec(self, node: str, command: str) -> ExecResult:
         return self.lab.exec(node, command)

@@ -12,6 +12,7 @@ from lab import __version__
 from lab.check.results import RunResult
 from lab.display import shown
 from lab.matrix.result import NatBehaviour
+from lab.steps.results import step_line
 
 STYLE = {"up": "green", "down": "yellow", "skipped": "blue", "error": "red"}
 
@@ -51,11 +52,16 @@ def nat_line(nat: NatBehaviour) -> str:
 
 def print_result(result: RunResult, console: Console) -> None:
     console.print(tunnel_table(result))
+    for step in result.steps or []:
+        console.print(step_line(step))
     if result.nat is not None:
         console.print(nat_line(result.nat))
     console.print(f"runtime {shown(result.runtime)}: {shown(result.runtime_reason)}", style="dim")
     failed = [t for t in result.tunnels if not t.passed and t.observed != "skipped"]
     skipped = [t for t in result.tunnels if t.observed == "skipped"]
     summary = f"{len(result.tunnels) - len(failed) - len(skipped)} as expected, {len(failed)} not, {len(skipped)} skipped"
-    colour = "green" if not failed else "red"
+    steps_failed = [s for s in result.steps or [] if not s.passed]
+    if result.steps:
+        summary += f"; steps: {len(result.steps) - len(steps_failed)} as expected, {len(steps_failed)} not"
+    colour = "green" if not failed and not steps_failed else "red"
     console.print(f"[{colour}]{summary}[/{colour}]")

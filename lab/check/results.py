@@ -9,6 +9,7 @@ from lab import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
     from lab.matrix.result import NatBehaviour  # which imports this module
+    from lab.steps.results import StepResult
 
 OBSERVED = ("up", "down", "skipped", "error")
 
@@ -46,14 +47,16 @@ class RunResult:
     seconds: dict[str, float] = field(default_factory=dict)
     nat: NatBehaviour | None = None  # measured when the topology says nat_probe: true
     teardown: str | None = None  # what removing the lab left behind, and why
+    steps: list[StepResult] | None = None  # the topology's steps, when it has any
 
     @property
     def passed(self) -> bool:
-        return all(t.passed for t in self.tunnels)
+        return all(t.passed for t in self.tunnels) and all(s.passed for s in self.steps or [])
 
     def to_dict(self) -> dict[str, Any]:
         nat = {"nat": asdict(self.nat)} if self.nat is not None else {}
         left = {"teardown": self.teardown} if self.teardown is not None else {}
+        steps = {"steps": [s.to_dict() for s in self.steps]} if self.steps is not None else {}
         return {
             "version": __version__,  # of vpnlab, so a stored result says what produced it
             "name": self.name,
@@ -64,5 +67,6 @@ class RunResult:
             "seconds": self.seconds,
             "tunnels": [t.to_dict() for t in self.tunnels],
             **nat,
+            **steps,
             **left,
         }

@@ -207,6 +207,11 @@ class Protocol:
         client's daemon has given up), before the deadline."""
         return None
 
+    def option_problems(self, options: dict[str, str | int | bool]) -> dict[str, str]:
+        """What is wrong with a tunnel's ``options`` for this protocol, by option name
+        (checked when the topology is read)."""
+        return {}
+
     def client_evidence(self, ctx: TunnelContext) -> dict[str, str]:
         """Extra commands whose output is kept as evidence, by name."""
         return {}

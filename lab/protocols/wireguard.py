@@ -6,6 +6,7 @@ Keys are made per lab. One server interface carries every client as a peer
 
 from __future__ import annotations
 
+import json
 from ipaddress import IPv4Network
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from lab.check.evidence import Evidence
 
 PORT = 51820
+# The client's PersistentKeepalive (seconds) unless its tunnel says ``options: {keepalive: N}``.
+DEFAULT_KEEPALIVE = 25
+KEEPALIVE_RANGE = (1, 65535)
 
 
 class WireGuard(Protocol):
@@ -65,11 +69,20 @@ class WireGuard(Protocol):
                     "public_key": ctx.secrets.wireguard(ctx.tunnel.server).public,
                     "address": self.server_tunnel_address(ctx.plan, ctx.tunnel.server),
                     "endpoint": f"{ctx.server_wan}:{PORT}",
+                    "keepalive": ctx.tunnel.options.get("keepalive", DEFAULT_KEEPALIVE),
                 }
             ],
             endpoint=True,
         )
         return [NodeFile(f"{CONF_DIR}/wireguard/{iface}.conf", conf, 0o600), self._up_script()]
+
+    def option_problems(self, options: dict[str, str | int | bool]) -> dict[str, str]:
+        keepalive = options.get("keepalive")
+        low, high = KEEPALIVE_RANGE
+        # bool is an int in Python: 'keepalive: true' is refused, not read as 1 s
+        if keepalive is not None and (type(keepalive) is not int or not low <= keepalive <= high):
+            return {"keepalive": f"must be PersistentKeepalive seconds, a number {low}-{high}, not {json.dumps(keepalive)}"}
+        return {}
 
     def client_start(self, ctx: TunnelContext) -> list[str]:
         iface = self.client_interface(ctx)

@@ -13,6 +13,11 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+# for the scenario-steps block at the end of Topology
+from pydantic import ValidationError, ValidationInfo, ValidatorFunctionWrapHandler
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
+from lab.steps.model import Step, step_problems
+
 NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,23}")  # always fullmatch: "$" would let a trailing newline through
 NAME_RULE = "lowercase letters, digits and '-', starting with a letter, at most 24 characters"
 RESERVED_NODE_NAMES = {"router", "switch"}
@@ -293,3 +298,55 @@ class Topology(Strict):
     def node_names(self) -> list[str]:
         stun = [STUN_NODE] if self.nat_probe else []
         return ["router"] + [s.name for s in self.servers] + stun + [c.name for c in self.clients]
+
+    # --- scenario steps (issue 11) and per-protocol tunnel options: one separate block ---------
+    # Run in order after bring-up (lab.steps). Not stored with a running lab's topology
+    # (exclude): an exec step's command stays out of every file vpnlab writes.
+    steps: list[Step] = Field(default_factory=list, exclude=True)
+
+    @field_validator("tunnels")
+    @classmethod
+    def protocol_options(cls, tunnels: list[Tunnel]) -> list[Tunnel]:
+        from lab.protocols import PROTOCOLS  # the protocols import this module
+
+        problems = [
+            ((i, "options", key), message)
+            for i, t in enumerate(tunnels)
+            if t.protocol in PROTOCOLS
+            for key, message in PROTOCOLS[t.protocol].option_problems(t.options).items()
+        ]
+        _raise_located([(loc, message, "value_error") for loc, message in problems], tunnels)
+        return tunnels
+
+    @field_validator("steps", mode="wrap")
+    @classmethod
+    def steps_name_the_topology(cls, value: object, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> list[Step]:
+        """The steps' shape and, beside its problems, the tunnels and nodes they name."""
+        shape: list[ErrorDetails] = []
+        try:
+            steps = handler(value)
+        except ValidationError as exc:
+            shape, steps = exc.errors(), []
+        data = info.data
+        named: list[tuple[tuple[object, ...], str]] = []
+        if all(key in data for key in ("tunnels", "servers", "clients")):  # else reported where it is
+            stun = [STUN_NODE] if data.get("nat_probe") else []
+            nodes = ["router"] + [s.name for s in data["servers"]] + stun + [c.name for c in data["clients"]]
+            named = step_problems(value, data["tunnels"], nodes)
+        located = {tuple(e["loc"]) for e in shape}
+        _raise_located([(tuple(e["loc"]), e["msg"], e["type"]) for e in shape]
+                       + [(loc, message, "value_error") for loc, message in named if loc not in located], value)
+        return steps
+
+
+def _raise_located(problems: list[tuple[tuple[object, ...], str, str]], value: object) -> None:
+    """Raise (location, message, error type) problems as one ValidationError: pydantic puts each
+    under the field's location; the type is kept so that lab.topology.load words it as usual."""
+    if problems:
+        raise ValidationError.from_exception_data(
+            "Topology",
+            [
+                InitErrorDetails(type=PydanticCustomError(kind, "{reason}", {"reason": message}), loc=loc, input=value)
+                for loc, message, kind in problems
+            ],
+        )

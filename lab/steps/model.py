@@ -1,0 +1,122 @@
+"""The ``steps:`` of a topology: what a scenario does, in order, after the lab is up.
+
+Each step is a one-key mapping::
+
+    - check: {expect: {alice/wireguard: up}, from: server}   # decide tunnels (probe from the server)
+    - wait: 12                                               # idle: no probe traffic
+    - flush: conntrack                                       # empty the router's conntrack table
+    - exec: {node: router, run: "conntrack -L"}             # the user's own command, via sh -c
+
+This module knows nothing about Docker. It does not import ``lab.topology.model`` (which
+imports it); the cross-checks that need the topology's tunnels and nodes take them as
+arguments and are called from there.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator, model_validator
+
+KINDS = ("check", "wait", "flush", "exec")
+TUNNEL_NAME_RULE = "CLIENT/PROTOCOL, or CLIENT/SERVER/PROTOCOL where the client has that protocol to several servers"
+MAX_WAIT = 3600
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class CheckSpec(_Strict):
+    # tunnel name -> expected verdict, in the order written
+    expect: dict[StrictStr, Literal["up", "down"]] = Field(min_length=1)
+    # who sends the probe: the client (to the server's tunnel address) or the server (to the
+    # client's tunnel address: traffic from the outside in, which an expired NAT entry breaks)
+    direction: Literal["client", "server"] = Field(default="client", alias="from")
+
+
+class ExecSpec(_Strict):
+    node: StrictStr
+    run: StrictStr  # run as `sh -c RUN` in the node; never written into any file
+
+    @field_validator("run")
+    @classmethod
+    def one_command_line(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the command is empty")
+        if "\x00" in value:
+            raise ValueError("the command holds a NUL character")
+        return value
+
+
+class Step(_Strict):
+    check: CheckSpec | None = None
+    wait: float | None = Field(default=None, gt=0, le=MAX_WAIT, strict=True)
+    flush: Literal["conntrack"] | None = None
+    exec: ExecSpec | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def one_key(cls, value: Any) -> Any:
+        if not isinstance(value, dict) or not value:
+            raise ValueError(f"a step is a mapping with one key: {', '.join(KINDS)}")
+        known = [key for key in value if key in KINDS]
+        if len(known) > 1:
+            raise ValueError(f"a step has one key, not {len(known)} ({', '.join(known)}): write one step each")
+        return value
+
+    @property
+    def kind(self) -> str:
+        return next(kind for kind in KINDS if getattr(self, kind) is not None)
+
+
+def tunnel_index(name: str, tunnels: list[Any]) -> int:
+    """The index of the tunnel ``name`` means (CLIENT/PROTOCOL or CLIENT/SERVER/PROTOCOL);
+    ValueError saying why when it names none or several."""
+    parts = name.split("/")
+    if len(parts) == 2:
+        matches = [i for i, t in enumerate(tunnels) if (t.client, t.protocol) == (parts[0], parts[1])]
+    elif len(parts) == 3:
+        matches = [i for i, t in enumerate(tunnels) if (t.client, t.server, t.protocol) == tuple(parts)]
+    else:
+        raise ValueError(f"'{name}' is not a tunnel name ({TUNNEL_NAME_RULE})")
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        known = ", ".join(tunnel_label(i, tunnels) for i in range(len(tunnels))) or "none"
+        raise ValueError(f"no tunnel '{name}' (tunnels: {known})")
+    several = ", ".join(f"{tunnels[i].client}/{tunnels[i].server}/{tunnels[i].protocol}" for i in matches)
+    raise ValueError(f"'{name}' names {len(matches)} tunnels ({several}): name the server too")
+
+
+def tunnel_label(index: int, tunnels: list[Any]) -> str:
+    """The shortest name of a tunnel that names it alone."""
+    t = tunnels[index]
+    twins = [u for u in tunnels if (u.client, u.protocol) == (t.client, t.protocol)]
+    return f"{t.client}/{t.protocol}" if len(twins) == 1 else f"{t.client}/{t.server}/{t.protocol}"
+
+
+def step_problems(steps: Any, tunnels: list[Any], nodes: list[str]) -> list[tuple[tuple[Any, ...], str]]:
+    """(location under ``steps``, message) for each step naming a tunnel or a node the topology
+    lacks. Reads the raw ``steps`` (whatever their shape) so that these are reported beside
+    the shape's problems."""
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    for i, step in enumerate(steps if isinstance(steps, list) else []):
+        check = step.get("check") if isinstance(step, dict) else None
+        expect = check.get("expect") if isinstance(check, dict) else None
+        for name in expect if isinstance(expect, dict) else []:
+            try:
+                tunnel_index(str(name), tunnels)
+            except ValueError as exc:
+                problems.append(((i, "check", "expect", name), str(exc)))
+        run = step.get("exec") if isinstance(step, dict) else None
+        node = run.get("node") if isinstance(run, dict) else None
+        if isinstance(node, str) and node not in nodes:
+            problems.append(((i, "exec", "node"), f"no node '{node}' (nodes: {', '.join(nodes)})"))
+    return problems
+
+
+def named_tunnels(steps: list[Step], tunnels: list[Any]) -> list[int]:
+    """Indices of the tunnels some check step names, in the order first named."""
+    named = [tunnel_index(name, tunnels) for step in steps if step.check for name in step.check.expect]
+    return list(dict.fromkeys(named))

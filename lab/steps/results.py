@@ -1,0 +1,89 @@
+"""What a scenario's steps showed: one StepResult per step, in the run's JSON and one line each on the terminal."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from lab.display import shown
+
+OUTPUT_LINES = 20  # an exec or flush keeps its output's last lines
+
+
+@dataclass
+class Verdict:
+    """One tunnel's verdict in a check step."""
+
+    tunnel: str  # as the step names it: client/protocol or client/server/protocol
+    client: str
+    server: str
+    protocol: str
+    direction: str  # who sent the probe: client or server
+    expected: str
+    observed: str  # up, down, skipped or error
+    reason: str
+    seconds: float
+    # router_conntrack: the router's conntrack entries for the tunnel's flows at the verdict
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.observed == self.expected
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "passed": self.passed}
+
+
+@dataclass
+class StepResult:
+    index: int  # the step's place in the topology's steps (steps[INDEX] in errors)
+    kind: str  # check, wait, flush or exec
+    seconds: float
+    verdicts: list[Verdict] = field(default_factory=list)  # a check's, in the order it names them
+    detail: dict[str, Any] = field(default_factory=dict)  # wait: seconds; flush, exec: node, exit code, output
+    error: str | None = None  # the step could not be done (an engine error, a command past its time)
+
+    @property
+    def passed(self) -> bool:
+        if self.error is not None:
+            return False
+        if self.kind in ("flush", "exec"):
+            return self.detail.get("exit_code") == 0
+        return all(v.passed for v in self.verdicts)
+
+    def to_dict(self) -> dict[str, Any]:
+        verdicts = {"verdicts": [v.to_dict() for v in self.verdicts]} if self.kind == "check" else {}
+        error = {"error": self.error} if self.error is not None else {}
+        return {"index": self.index, "kind": self.kind, **self.detail, **verdicts, **error,
+                "seconds": self.seconds, "passed": self.passed}
+
+
+def output_tail(text: str) -> list[str]:
+    return text.rstrip().splitlines()[-OUTPUT_LINES:]
+
+
+def step_line(step: StepResult) -> str:
+    """One line of Rich markup: the step, pass or fail, what it found."""
+    mark = "[green]✓[/green]" if step.passed else "[red]✗[/red]"
+    head = f"{mark} steps[{step.index}] {step.kind}"
+    if step.error is not None:
+        return f"{head}: [red]{shown(step.error)}[/red] ({step.seconds:.2f} s)"
+    if step.kind == "check":
+        direction = step.verdicts[0].direction if step.verdicts else "client"
+        said = "; ".join(_verdict_words(v) for v in step.verdicts)
+        return f"{head} from {direction}: {said} ({step.seconds:.2f} s)"
+    if step.kind == "wait":
+        return f"{head} {step.detail['wait']:g} s ({step.seconds:.2f} s)"
+    where = f"on {shown(step.detail['node'])}"
+    what = "conntrack" if step.kind == "flush" else "command"
+    last = step.detail["output"][-1] if step.detail.get("output") else ""
+    tail = f": {shown(last)}" if last else ""
+    return f"{head} {what} {where}, exit {step.detail['exit_code']}{tail} ({step.seconds:.2f} s)"
+
+
+def _verdict_words(v: Verdict) -> str:
+    colour = "green" if v.passed else "red"
+    entries = v.evidence.get("router_conntrack")
+    conntrack = "" if entries is None else f", router conntrack: {len(entries)} entr{'y' if len(entries) == 1 else 'ies'}"
+    return (f"{shown(v.tunnel)} [{colour}]{shown(v.observed)}[/{colour}] (expected {shown(v.expected)}, "
+            f"{v.seconds:.2f} s{conntrack})")

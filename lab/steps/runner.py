@@ -1,0 +1,191 @@
+"""Running a topology's steps on a lab that is up, in order.
+
+A check starts the tunnels it names that were not started yet (the up-check, as without
+steps) and re-probes those already started, in the step's direction, without restarting
+them; each verdict carries the router's conntrack entries for the tunnel's flows at that
+moment. A wait sends nothing. A flush empties the router's conntrack table. An exec runs
+the user's command with ``sh -c`` in its node.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from lab.check.evidence import conntrack_lines, flow_entries, router_evidence_command
+from lab.check.explain import parse_result
+from lab.check.results import TunnelResult
+from lab.check.run import EVIDENCE_SECONDS, check_tunnel, errored, named
+from lab.check.scripts import parse_sections
+from lab.protocols import PROTOCOLS
+from lab.protocols.base import TunnelContext
+from lab.runtime.lab import DockerLab, parallel
+from lab.steps.model import Step, named_tunnels, tunnel_index
+from lab.steps.probe import client_address_command, client_probe, probe_seconds, server_probe, tunnel_address
+from lab.steps.results import StepResult, Verdict, output_tail
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lab.capabilities import Capabilities
+    from lab.plan import LabPlan
+
+PROBE_ALLOWANCE = 30.0  # beyond a probe's deadline before its exec is an error (a starved guest)
+EXEC_SECONDS = 300.0  # an exec step's command, at most
+
+
+class StepRunner:
+    """Runs the steps of ``plan``'s topology on ``lab``; remembers which tunnels were started."""
+
+    def __init__(self, lab: DockerLab, plan: LabPlan, capabilities: Capabilities, concurrency: int = 8,
+                 say: Callable[[str], None] = lambda _: None):
+        self.lab = lab
+        self.plan = plan
+        self.skips = capabilities.skips(plan.topology)
+        self.notes = capabilities.notes(plan.topology)
+        self.concurrency = concurrency
+        self.say = say
+        self.started: dict[int, TunnelResult] = {}  # tunnel index -> the up-check that started it
+
+    @property
+    def tunnels(self) -> list:
+        return self.plan.topology.tunnels
+
+    def unnamed_tunnels(self) -> list[int]:
+        """Tunnels no check step names: they are checked before the steps, as without steps."""
+        named = set(named_tunnels(self.plan.topology.steps, self.tunnels))
+        return [i for i in range(len(self.tunnels)) if i not in named]
+
+    def already_started(self, results: dict[int, TunnelResult]) -> None:
+        self.started.update(results)
+
+    def tunnel_results(self) -> list[TunnelResult]:
+        """Each tunnel's first up-check (the topology's own expectation is judged on it)."""
+        return [self.started.get(i) or self._never_started(i) for i in range(len(self.tunnels))]
+
+    def _never_started(self, i: int) -> TunnelResult:
+        t = self.tunnels[i]
+        return TunnelResult(t.client, t.server, t.protocol, t.expect, "error",
+                            "never started: the step naming it failed before it", 0.0, {})
+
+    def run(self) -> list[StepResult]:
+        return [self.step(i, step) for i, step in enumerate(self.plan.topology.steps)]
+
+    def step(self, index: int, step: Step) -> StepResult:
+        self.say(f"steps[{index}] {step.kind}")
+        started = time.monotonic()
+        try:
+            kinds = {"check": self._check, "wait": self._wait, "flush": self._flush, "exec": self._exec}
+            result = kinds[step.kind](index, step)
+        except Exception as exc:  # noqa: BLE001 - this step failed; the next ones still run
+            result = StepResult(index, step.kind, 0.0, error=f"the step failed: {named(exc)}")
+        result.seconds = round(time.monotonic() - started, 2)
+        return result
+
+    # --- the four kinds -----------------------------------------------------
+
+    def _wait(self, index: int, step: Step) -> StepResult:
+        time.sleep(step.wait or 0)
+        return StepResult(index, "wait", 0.0, detail={"wait": step.wait})
+
+    def _flush(self, index: int, step: Step) -> StepResult:
+        router = self.plan.router.name
+        run = self.lab.exec(router, "conntrack -F", timeout=EVIDENCE_SECONDS)
+        return StepResult(index, "flush", 0.0, detail={"flush": step.flush, "node": router, "exit_code": run.exit_code,
+                                                        "output": output_tail(run.output)})
+
+    def _exec(self, index: int, step: Step) -> StepResult:
+        spec = step.exec
+        assert spec is not None
+        run = self.lab.exec(spec.node, spec.run, timeout=EXEC_SECONDS)  # a string: run by sh -c
+        return StepResult(index, "exec", 0.0, detail={"node": spec.node, "exit_code": run.exit_code,
+                                                       "output": output_tail(run.output)})
+
+    def _check(self, index: int, step: Step) -> StepResult:
+        spec = step.check
+        assert spec is not None
+        asked = [(name, tunnel_index(name, self.tunnels), expected) for name, expected in spec.expect.items()]
+        verdicts = parallel(lambda a: self.verdict(*a, spec.direction), asked, limit=self.concurrency)
+        return StepResult(index, "check", 0.0, verdicts=verdicts)
+
+    # --- one tunnel ---------------------------------------------------------
+
+    def verdict(self, name: str, i: int, expected: str, direction: str) -> Verdict:
+        ctx = self.plan.tunnels[i]
+        t = ctx.tunnel
+
+        def said(observed: str, reason: str, seconds: float, entries: list[str] | None = None) -> Verdict:
+            evidence = {"router_conntrack": entries} if entries is not None else {}
+            return Verdict(name, t.client, t.server, t.protocol, direction, expected, observed, reason,
+                           round(seconds, 2), evidence)
+
+        if i in self.skips:  # this kernel cannot run it: the tunnel's row says so too
+            self.started.setdefault(i, TunnelResult(t.client, t.server, t.protocol, t.expect, "skipped", self.skips[i], 0.0, {}))
+            return said("skipped", self.skips[i], 0.0)
+        started = time.monotonic()
+        try:
+            if i not in self.started:
+                first = self._start(i, ctx)
+                if direction == "client":  # the up-check pinged from the client: its verdict is this one
+                    return said(first.observed, first.reason, first.seconds, first.evidence.get("router_conntrack", []))
+            observed, seconds, detail = self.probe(ctx, direction)
+            entries = self.router_entries(ctx)
+        except Exception as exc:  # noqa: BLE001 - this tunnel's verdict only
+            return said("error", f"the check failed: {named(exc)}", time.monotonic() - started)
+        return said(observed, "; ".join([detail, conntrack_words(ctx, entries)]), seconds, entries)
+
+    def _start(self, i: int, ctx: TunnelContext) -> TunnelResult:
+        started = time.monotonic()
+        try:
+            result = check_tunnel(self.lab, ctx, self.plan.router.name)
+        except Exception as exc:  # noqa: BLE001 - kept as the tunnel's error verdict, then raised for the step's
+            self.started[i] = errored(ctx, exc, time.monotonic() - started)
+            raise
+        note = self.notes.get(ctx.tunnel.protocol)
+        if note:
+            result.reason += f"; {note}"
+        self.started[i] = result
+        return result
+
+    def probe(self, ctx: TunnelContext, direction: str) -> tuple[str, float, str]:
+        """Ping through the tunnel, from the client or the server: (observed, seconds, detail)."""
+        t = ctx.tunnel
+        bound = probe_seconds(ctx) + PROBE_ALLOWANCE
+        started = time.monotonic()
+        if direction == "client":
+            run = self.lab.exec(t.client, client_probe(ctx), timeout=bound)
+        else:
+            printed = self.lab.exec(t.client, client_address_command(ctx), timeout=EVIDENCE_SECONDS).output
+            address = tunnel_address(ctx, printed)
+            if address is None:
+                subnet = PROTOCOLS[t.protocol].tunnel_subnet(ctx.plan, t.server)
+                return "down", 0.0, f"the client holds no address of {subnet} on the tunnel: the server has none to probe"
+            run = self.lab.exec(t.server, server_probe(ctx, address), timeout=bound)
+        observed, millis, detail = parse_result(run.output, run.exit_code)
+        return observed, millis / 1000 if millis is not None else time.monotonic() - started, detail
+
+    def router_entries(self, ctx: TunnelContext) -> list[str]:
+        """The router's conntrack entries for the tunnel's flows, now."""
+        command = router_evidence_command(str(ctx.client_lan), str(ctx.server_wan))
+        text = self.lab.exec(self.plan.router.name, command, timeout=EVIDENCE_SECONDS).output
+        return flow_entries(conntrack_lines(parse_sections(text).get("conntrack", "")), PROTOCOLS[ctx.tunnel.protocol].flows)
+
+
+def run_steps(lab: DockerLab, plan: LabPlan, capabilities: Capabilities, concurrency: int,
+              checked: dict[int, TunnelResult]) -> list[StepResult]:
+    """The steps on a lab whose tunnels in ``checked`` (by index) were checked already: those are
+    re-probed, not restarted; ``checked`` gains the tunnels the steps start."""
+    runner = StepRunner(lab, plan, capabilities, concurrency)
+    runner.already_started(checked)
+    steps = runner.run()
+    checked.update(runner.started)
+    return steps
+
+
+def conntrack_words(ctx: TunnelContext, entries: list[str]) -> str:
+    """What the router's conntrack holds for the tunnel, in words."""
+    labels = ", ".join(f.label for f in PROTOCOLS[ctx.tunnel.protocol].flows)
+    between = f"{labels} from {ctx.client_lan} to {ctx.server_wan}"
+    if not entries:
+        return f"no router conntrack entry for {between}"
+    unreplied = " (unreplied)" if all("[UNREPLIED]" in e for e in entries) else ""
+    return f"router conntrack holds {len(entries)} entr{'y' if len(entries) == 1 else 'ies'} for {between}{unreplied}"

@@ -1,0 +1,77 @@
+"""Scenarios (topology steps) on real labs, on the host's engine: WireGuard (wireguard-go) there."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent.parent
+NAT_TIMEOUT = REPO / "topologies" / "scenario-nat-timeout.yml"
+
+
+def test_nat_timeout_shorter_than_idle_breaks_the_way_in_until_the_client_speaks(vpnlab_session, tmp_path: Path) -> None:
+    out = tmp_path / "result.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "lab", "run", str(NAT_TIMEOUT), "--runtime", "docker", "--json", str(out)],
+        capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+    )
+    print(proc.stdout)  # the scenario's lines, shown with -s
+    data = json.loads(out.read_text())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert data["passed"] is True and data["runtime"] == "docker"
+    assert [(t["client"], t["observed"]) for t in data["tunnels"]] == [("silent", "up"), ("chatty", "up")]
+
+    steps = data["steps"]
+    assert [s["kind"] for s in steps] == ["check", "wait", "check", "check", "check"]
+    assert all(s["passed"] for s in steps)
+    assert steps[1]["seconds"] >= 12
+
+    def verdicts(step: dict) -> dict[str, dict]:
+        return {v["tunnel"]: v for v in step["verdicts"]}
+
+    both_up = verdicts(steps[0])
+    assert both_up["silent/wireguard"]["observed"] == both_up["chatty/wireguard"]["observed"] == "up"
+    assert both_up["silent/wireguard"]["evidence"]["router_conntrack"]  # the client's flow, mapped by the router
+
+    after_idle = verdicts(steps[2])
+    silent, chatty = after_idle["silent/wireguard"], after_idle["chatty/wireguard"]
+    assert silent["direction"] == chatty["direction"] == "server"
+    assert silent["observed"] == "down" and chatty["observed"] == "up"
+    # the router forgot the silent client's mapping: no entry for its flow; the keepalive kept the other's
+    assert silent["evidence"]["router_conntrack"] == []
+    assert "no router conntrack entry for udp/51820" in silent["reason"]
+    assert any("dport=51820" in line for line in chatty["evidence"]["router_conntrack"])
+
+    healed = verdicts(steps[3])["silent/wireguard"]
+    assert healed["direction"] == "client" and healed["observed"] == "up"
+    assert healed["evidence"]["router_conntrack"]  # the client's packet made a new mapping
+    way_in = verdicts(steps[4])["silent/wireguard"]
+    assert way_in["direction"] == "server" and way_in["observed"] == "up"
+
+    lines = [line for line in proc.stdout.splitlines() if "steps[" in line]
+    assert len(lines) == 5 and "steps[2] check from server" in lines[2]
+    left = vpnlab_session.client.containers.list(all=True, filters={"label": "vpnlab.lab=scenario-nat-timeout"})
+    assert left == []  # the run tore its lab down
+
+
+def test_plugin_runs_steps_flush_breaks_the_way_in(vpnlab_factory) -> None:
+    lab = vpnlab_factory({
+        "name": "it-steps-flush",
+        "servers": [{"name": "vpn", "protocols": ["wireguard"]}],
+        "clients": [{"name": "dave"}],
+        "tunnels": [{"client": "dave", "server": "vpn", "protocol": "wireguard"}],
+        "steps": [
+            {"check": {"expect": {"dave/wireguard": "up"}}},
+            {"flush": "conntrack"},
+            {"exec": {"node": "router", "run": "conntrack -L -p udp --dport 51820 2>/dev/null | wc -l"}},
+            {"check": {"expect": {"dave/wireguard": "down"}, "from": "server"}},
+        ],
+    }, runtime="docker")
+    started, flush, count, from_server = lab.run_steps()
+    assert started.verdicts[0].observed == "up" and lab.check("dave", "wireguard").observed == "up"
+    assert flush.passed and flush.detail["node"] == "router"
+    assert from_server.verdicts[0].observed == "down", from_server.verdicts[0].reason
+    assert from_server.verdicts[0].evidence == {"router_conntrack": []}
+    assert count.passed and count.detail["output"] == ["0"]
