@@ -102,21 +102,27 @@ def paths(doc: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     return found
 
 
+def fresh(draw: Any) -> Any:
+    """A drawn value the document may own: strategies can hand out the same mutable object again,
+    and a later mutation inside it would change what the next example draws (flaky generation)."""
+    return copy.deepcopy(draw(VALUES))
+
+
 def mutate(doc: Any, draw: Any) -> Any:
     path = draw(st.sampled_from(paths(doc)))
     op = draw(st.sampled_from(["replace", "replace", "replace", "delete", "add-key", "duplicate", "wrap"]))
     if not path:
-        return draw(VALUES) if op == "replace" else doc
+        return fresh(draw) if op == "replace" else doc
     parent = doc
     for part in path[:-1]:
         parent = parent[part]
     last = path[-1]
     if op == "replace":
-        parent[last] = draw(VALUES)
+        parent[last] = fresh(draw)
     elif op == "delete":
         del parent[last]
     elif op == "add-key" and isinstance(parent[last], dict):
-        parent[last][draw(st.sampled_from(KEYS))] = draw(VALUES)
+        parent[last][draw(st.sampled_from(KEYS))] = fresh(draw)
     elif op == "duplicate" and isinstance(parent[last], list) and parent[last]:
         parent[last].append(copy.deepcopy(draw(st.sampled_from(parent[last]))))
     elif op == "wrap":
