@@ -169,14 +169,15 @@ class UmlGuest:
         progress(f"booting User-Mode Linux guest ({self.slot.path.name})")
         started = time.monotonic()
         self._prepare_files()
-        self._launch()
+        launched = self._launch()
         deadline = started + BOOT_TIMEOUT
         while time.monotonic() < deadline:
             if self.slot.status().startswith("failed"):
                 raise GuestError(self.slot.path, self.slot.status(), "guest.log")
-            pid, why = self.slot.identify()
-            if pid is None:
-                raise GuestError(self.slot.path, f"the guest exited while booting{f' ({why})' if why else ''}", "console.log")
+            # our own child: asked directly (its command line is briefly empty while it execs)
+            if launched.poll() is not None:
+                raise GuestError(self.slot.path, f"the guest exited while booting (exit {launched.returncode})",
+                                 "console.log")
             if self.slot.status() == "running" and self.engine_answers():
                 return time.monotonic() - started
             time.sleep(0.25)
@@ -206,7 +207,7 @@ class UmlGuest:
         for name, text in (("init.sh", init), ("launch.sh", launch)):
             write_file(slot.path / name, text, 0o755)
 
-    def _launch(self) -> None:
+    def _launch(self) -> subprocess.Popen[bytes]:
         namespace = ["unshare", "--net"] if os.geteuid() == 0 else ["unshare", "--user", "--map-root-user", "--net"]
         launch_log = open_no_follow(self.slot.path / "logs" / "launch.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         try:
@@ -221,6 +222,7 @@ class UmlGuest:
         finally:
             os.close(launch_log)
         self.slot.record_guest(process.pid)
+        return process
 
     def stop(self) -> None:
         """Halt the guest cleanly (flag), then kill whatever is left of its process group.

@@ -127,6 +127,17 @@ def process_start_time(pid: int) -> int | None:
     return int(fields[22 - 3])
 
 
+def process_execing(pid: int) -> bool:
+    """Whether PID, showing no arguments, is a user process caught in exec: not a zombie (state Z
+    or X: exited, not reaped) and not a kernel thread (parent 0 or kthreadd, PID 2)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    state, parent = text[text.rindex(")") + 2:].split()[:2]
+    return state not in ("Z", "X") and int(parent) not in (0, 2)
+
+
 def process_arguments(pid: int) -> list[str]:
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -182,7 +193,12 @@ class Slot:
             return None, ""
         if recorded is not None and started != recorded:
             return None, f"PID {pid} started at tick {started}, the guest at tick {recorded}: the PID was reused"
-        if str(self.launch_script) not in process_arguments(pid):  # also a zombie's (it has no arguments)
+        arguments = process_arguments(pid)
+        if arguments == [""] and recorded is not None and process_execing(pid):
+            # caught between unshare and its exec of `sh launch.sh`: the kernel shows no arguments
+            # while a process execs; its start time already matched (a zombie has none either)
+            return pid, ""
+        if str(self.launch_script) not in arguments:
             return None, f"PID {pid}'s command line does not name {self.launch_script}"
         return pid, ""
 

@@ -237,3 +237,11 @@ def test_prepared_slot_files_are_not_written_through_links(state, tmp_path, monk
         assert victim.read_text() == "precious"
     finally:
         guest.release()
+
+
+def test_a_kernel_thread_with_its_right_start_time_is_never_taken_for_a_guest(tmp_path) -> None:
+    # kthreadd (PID 2) shows no arguments, as a guest caught in exec briefly does: only a user
+    # process may be taken for a guest on that ground
+    slot = slot_in(tmp_path / "slot0")
+    slot.pid_file.write_text(f"2 {process_start_time(2)}\n")
+    assert slot.identify()[0] is None
