@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from lab.errors import Problem, TopologyError
 from lab.topology.addressing import capacity_problems
-from lab.topology.model import RESERVED_NODE_NAMES, STUN_NODE, Topology, shown
+from lab.topology.model import RESERVED_NODE_NAMES, STUN_NODE, Topology, quoted
 from lab.topology.source import MAX_BYTES, decode, parse_yaml, screen
 
 
@@ -183,7 +183,7 @@ def cross_reference_problems(data: dict[str, Any]) -> list[Problem]:
             if not isinstance(proto, str):
                 continue  # the shape check says it must be text
             if proto not in PROTOCOLS:
-                problems.append(Problem(where, f"unknown protocol '{shown(proto)}' (known: {known_protocols})"))
+                problems.append(Problem(where, f"unknown protocol '{quoted(proto)}' (known: {known_protocols})"))
             elif proto in protocols[:j]:
                 problems.append(Problem(where, f"protocol '{proto}' is listed twice"))
         known = [p for p in dict.fromkeys(p for p in protocols if isinstance(p, str)) if p in PROTOCOLS]
@@ -197,7 +197,7 @@ def cross_reference_problems(data: dict[str, Any]) -> list[Problem]:
         for i, helper in enumerate(helpers):
             if isinstance(helper, str) and helper not in HELPERS:
                 problems.append(
-                    Problem(f"router.helpers[{i}]", f"unknown helper '{shown(helper)}' (known: {', '.join(HELPERS)})")
+                    Problem(f"router.helpers[{i}]", f"unknown helper '{quoted(helper)}' (known: {', '.join(HELPERS)})")
                 )
 
     seen_tunnels: dict[tuple[Any, Any, Any], int] = {}
@@ -206,12 +206,12 @@ def cross_reference_problems(data: dict[str, Any]) -> list[Problem]:
             continue
         client, server, proto = tunnel.get("client"), tunnel.get("server"), tunnel.get("protocol")
         if isinstance(client, str) and client not in client_names:
-            problems.append(Problem(f"tunnels[{i}].client", f"no client named '{shown(client)}' (clients: {', '.join(client_names) or 'none'})"))
+            problems.append(Problem(f"tunnels[{i}].client", f"no client named '{quoted(client)}' (clients: {', '.join(client_names) or 'none'})"))
         if isinstance(server, str) and server not in server_names:
-            problems.append(Problem(f"tunnels[{i}].server", f"no server named '{shown(server)}' (servers: {', '.join(server_names) or 'none'})"))
+            problems.append(Problem(f"tunnels[{i}].server", f"no server named '{quoted(server)}' (servers: {', '.join(server_names) or 'none'})"))
         if isinstance(proto, str):
             if proto not in PROTOCOLS:
-                problems.append(Problem(f"tunnels[{i}].protocol", f"unknown protocol '{shown(proto)}' (known: {known_protocols})"))
+                problems.append(Problem(f"tunnels[{i}].protocol", f"unknown protocol '{quoted(proto)}' (known: {known_protocols})"))
             elif isinstance(server, str) and server in served and proto not in served[server]:
                 problems.append(
                     Problem(

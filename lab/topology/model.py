@@ -36,7 +36,7 @@ LAN_RULE = "the LAN must be a /16 to /26 inside 10.0.0.0/8, 172.16.0.0/12 or 192
 SHOWN_CHARS = 40  # a value quoted in a message is cut here: a message stays one readable line
 
 
-def shown(value: object) -> str:
+def quoted(value: object) -> str:
     """A value as a message quotes it, cut short: a 1 MB name would make a 1 MB error, and
     a collection (perhaps an alias bomb) is named, never printed."""
     if isinstance(value, (list, dict, set, tuple)):
@@ -65,7 +65,7 @@ class Strict(BaseModel):
 
 def check_name(value: str) -> str:
     if not NAME_RE.fullmatch(value):
-        raise ValueError(f"'{shown(value)}' is not a valid name ({NAME_RULE})")
+        raise ValueError(f"'{quoted(value)}' is not a valid name ({NAME_RULE})")
     return value
 
 
@@ -78,7 +78,7 @@ def passthrough_family(value: str) -> str:
 
     known = passthrough_families()
     if value not in known:
-        raise ValueError(f"unknown passthrough family '{shown(value)}' (known: {', '.join(known)})")
+        raise ValueError(f"unknown passthrough family '{quoted(value)}' (known: {', '.join(known)})")
     return value
 
 
@@ -118,7 +118,7 @@ class BlockRule(Strict):
         if isinstance(value, str):
             return cls.parse_fields(value)
         if isinstance(value, (int, float)):
-            raise ValueError(f"'{shown(value)}' is not {cls.KIND} (allowed: {BLOCK_RULE})")
+            raise ValueError(f"'{quoted(value)}' is not {cls.KIND} (allowed: {BLOCK_RULE})")
         if isinstance(value, dict):
             return cls.check_fields(value)
         return value
@@ -134,7 +134,7 @@ class BlockRule(Strict):
             return {"proto": text}
         match = BLOCK_RE.fullmatch(text)
         if not match:
-            raise ValueError(f"'{shown(text)}' is not {cls.KIND} (allowed: {BLOCK_RULE})")
+            raise ValueError(f"'{quoted(text)}' is not {cls.KIND} (allowed: {BLOCK_RULE})")
         low = int(match.group(2))
         high = int(match.group(3) or low)
         if not (1 <= low <= high <= 65535):
@@ -148,10 +148,10 @@ class BlockRule(Strict):
         proto, low, high = fields.get("proto"), fields.get("port_low"), fields.get("port_high")
         allowed = ", ".join([*PORT_PROTOCOLS, *sorted(BLOCK_PROTOCOLS)])
         if not isinstance(proto, str) or (proto not in BLOCK_PROTOCOLS and proto not in PORT_PROTOCOLS):
-            raise ValueError(f"proto '{shown(proto)}' is not allowed in {cls.KIND} (allowed: {allowed})")
+            raise ValueError(f"proto '{quoted(proto)}' is not allowed in {cls.KIND} (allowed: {allowed})")
         for port in (low, high):
             if port is not None and (isinstance(port, bool) or not isinstance(port, int)):
-                raise ValueError(f"port '{shown(port)}' in {cls.KIND} must be a whole number 1-65535")
+                raise ValueError(f"port '{quoted(port)}' in {cls.KIND} must be a whole number 1-65535")
         if proto in BLOCK_PROTOCOLS:
             if low is not None or high is not None:
                 raise ValueError(f"'{proto}' has no ports: port_low and port_high go only with tcp or udp")
@@ -160,7 +160,7 @@ class BlockRule(Strict):
             raise ValueError(f"'{proto}' needs port_low (and port_high for a range), or write it as '{proto}/PORT'")
         high = low if high is None else high
         if not (1 <= low <= high <= 65535):
-            ports = shown(low) if low == high else f"{shown(low)}-{shown(high)}"
+            ports = quoted(low) if low == high else f"{quoted(low)}-{quoted(high)}"
             raise ValueError(f"'{proto}/{ports}': ports must be 1-65535 and LOW <= HIGH")
         return {**fields, "port_high": high}
 

@@ -135,8 +135,8 @@ def _value_problem(value: object, ancestors: tuple[int, ...]) -> str:
 
 
 def _join(where: str, key: object) -> str:
-    from lab.topology.model import shown
+    from lab.topology.model import quoted
 
-    part = shown(key) if isinstance(key, str) else f"<{shown(key)}>"
+    part = quoted(key) if isinstance(key, str) else f"<{quoted(key)}>"
     part = part.replace("\n", "\\n")  # a location stays on its line
     return f"{where}.{part}" if where else part
