@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import docker
 from rich.console import Console
@@ -25,6 +25,7 @@ from lab.kernel import probe_engine_kernel
 from lab.matrix.result import NatBehaviour
 from lab.natprobe import measure_nat
 from lab.plan import LabPlan, plan_lab
+from lab.protocols.base import Environment
 from lab.check.results import RunResult, TunnelResult
 from lab.runtime.engine import connect
 from lab.runtime.base import Runtime
@@ -74,6 +75,13 @@ class Session:
             self._capabilities[id(client)] = Capabilities(probe_engine_kernel(client, image_tag("client")))
         return self._capabilities[id(client)]
 
+    def environment(self) -> Environment:
+        """What configs adapt to: the runtime's kernel, and how slow the runtime is (its time scale)."""
+        environment = self.capabilities().environment
+        if self.runtime is None:
+            return environment
+        return replace(environment, time_scale=self.runtime.time_scale, runtime=self.runtime.name)
+
     def missing_on_host(self, topology: Topology) -> dict[str, list[str]]:
         """Per protocol of the topology, what the host's kernel lacks for it."""
         return self.capabilities(self.host).missing(t.protocol for t in topology.tunnels)
@@ -105,7 +113,7 @@ def new_session(console: Console | None = None) -> Session:
 
 def plan_for(session: Session, topology: Topology) -> LabPlan:
     """The lab's one plan, for the kernel under the session's runtime, with fresh secrets."""
-    return plan_lab(topology, session.capabilities().environment, LabSecrets(topology.name))
+    return plan_lab(topology, session.environment(), LabSecrets(topology.name))
 
 
 def up(session: Session, plan: LabPlan, *, source: str, mode: str = "up",
@@ -222,6 +230,6 @@ def check(session: Session, name: str, where: str = AUTO) -> RunResult:
     runtime, lab = find_lab(session.host, name, where)
     on_engine = Session(session.host, session.console, runtime)
     topology = lab.topology()
-    plan = plan_lab(topology, on_engine.capabilities().environment)  # checking renders no secrets
+    plan = plan_lab(topology, on_engine.environment())  # checking renders no secrets
     results, nat = check_and_probe(on_engine, lab, plan)
     return RunResult(name, runtime.name, runtime.reason, runtime.kernel, results, nat=nat)

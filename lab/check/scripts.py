@@ -19,7 +19,15 @@ def tunnel_dir(ctx: TunnelContext) -> str:
 
 
 def deadline(ctx: TunnelContext) -> float:
-    return ctx.tunnel.deadline or PROTOCOLS[ctx.tunnel.protocol].deadline
+    return PROTOCOLS[ctx.tunnel.protocol].deadline_for(ctx)
+
+
+def deadline_words(ctx: TunnelContext) -> str:
+    """The deadline as the up-check's reasons say it: "20 s", or "40 s (20 s times 2 on the uml runtime)"."""
+    scale = ctx.environment.time_scale
+    if scale == 1:
+        return f"{deadline(ctx):g} s"
+    return f"{deadline(ctx):g} s ({deadline(ctx) / scale:g} s times {scale:g} on the {ctx.environment.runtime} runtime)"
 
 
 def still_trying(proto: Protocol, ctx: TunnelContext) -> dict[str, str] | None:
@@ -40,7 +48,7 @@ def tunnel_files(ctx: TunnelContext) -> list[NodeFile]:
         ping_source=proto.ping_source(ctx),
         ping_source_note=proto.ping_source_note,
         start=proto.client_start(ctx),
-        deadline=f"{deadline(ctx):g}",
+        deadline=deadline_words(ctx),
         deadline_ms=int(deadline(ctx) * 1000),
         still_trying=still_trying(proto, ctx),
         log_dir=LOG_DIR,

@@ -61,6 +61,8 @@ class Environment:
     ppp: bool = False  # /dev/ppp can be passed to nodes
     esp: bool = False  # kernel ESP; otherwise IPsec runs through strongSwan's kernel-libipsec
     wireguard: bool = False  # kernel WireGuard; otherwise wireguard-go
+    time_scale: float = 1.0  # the runtime's (lab.runtime.base.Runtime.time_scale): deadlines are multiplied by it
+    runtime: str = ""  # the runtime's name, for the reasons that mention time_scale
 
 
 @dataclass(frozen=True)
@@ -202,9 +204,15 @@ class Protocol:
         the ping's source instead: a shell command printing it (empty while not ready)."""
         return None
 
+    def deadline_for(self, ctx: TunnelContext) -> float:
+        """Seconds the up-check waits for this tunnel: the tunnel's own deadline or the
+        protocol's, times the runtime's ``time_scale``."""
+        return (ctx.tunnel.deadline or self.deadline) * ctx.environment.time_scale
+
     def still_trying(self, ctx: TunnelContext) -> tuple[str, str] | None:
         """(daemon, shell test): the up-check stops waiting as soon as the test fails (the
-        client's daemon has given up), before the deadline."""
+        client's daemon has given up), before the deadline. The test runs at every poll: the
+        check script's ``alive PIDFILE...`` tests pid files without starting a process."""
         return None
 
     def option_problems(self, options: dict[str, str | int | bool]) -> dict[str, str]:

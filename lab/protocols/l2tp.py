@@ -116,7 +116,7 @@ class L2tp(PppProtocol):
         return [f"stop_pid {self.pidfile(ctx.tunnel.server)} {self.client_interface(ctx)}"]
 
     def still_trying(self, ctx: TunnelContext) -> tuple[str, str]:
-        return "xl2tpd", f"kill -0 $(cat {self.pidfile(ctx.tunnel.server)}) 2>/dev/null"
+        return "xl2tpd", f"alive {self.pidfile(ctx.tunnel.server)}"
 
     def client_evidence(self, ctx: TunnelContext) -> dict[str, str]:
         # xl2tpd's own lines, without the pppd command line it logs one word per line

@@ -140,7 +140,7 @@ class L2tpIpsec(L2tp):
 
     def client_start(self, ctx: TunnelContext) -> list[str]:
         fallback = ctx.tunnel.options.get("fallback") is True
-        limit = ctx.tunnel.deadline or self.deadline  # the up-check's deadline (lab.check.scripts)
+        limit = self.deadline_for(ctx)  # the up-check's deadline (lab.check.scripts)
         wait = min(FALLBACK_WAIT, limit) if fallback else limit
         return [
             strongswan.start_command(),
@@ -165,7 +165,7 @@ class L2tpIpsec(L2tp):
         server = ctx.tunnel.server
         return (
             "the client (IPsec set-up, then xl2tpd)",
-            f"{{ kill -0 $(cat {self.ipsec_pidfile(server)}) || kill -0 $(cat {self.pidfile(server)}); }} 2>/dev/null",
+            f"alive {self.ipsec_pidfile(server)} {self.pidfile(server)}",
         )
 
     def ping_source(self, ctx: TunnelContext) -> str:

@@ -125,7 +125,7 @@ class Pptp(PppProtocol):
 
     def still_trying(self, ctx: TunnelContext) -> tuple[str, str]:
         # pppd exits once LCP times out: the verdict need not wait for the deadline.
-        return "pppd", f"kill -0 $(cat {self.pidfile(ctx.tunnel.server)}) 2>/dev/null"
+        return "pppd", f"alive {self.pidfile(ctx.tunnel.server)}"
 
     def client_evidence(self, ctx: TunnelContext) -> dict[str, str]:
         # pptp-linux logs only to syslog (the node's busybox syslogd keeps it)

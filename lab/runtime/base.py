@@ -42,6 +42,8 @@ class Runtime(ABC):
         full_kernel: it offers kernel features a host may lack (PPP, L2TP, ESP): ``auto``
             moves a topology here when the host kernel lacks what its tunnels need.
         concurrency: engine calls and tunnel starts at once on this engine.
+        time_scale: how much longer than on an ordinary host a negotiation takes here: the
+            tunnels' deadlines are multiplied by it (the reasons say so).
     """
 
     name: ClassVar[str]
@@ -50,6 +52,7 @@ class Runtime(ABC):
     description: ClassVar[str]
     full_kernel: ClassVar[bool] = False
     concurrency: ClassVar[int] = 8
+    time_scale: ClassVar[float] = 1.0
 
     def __init__(self, reason: str, host: docker.DockerClient | None = None) -> None:
         """Choose this runtime; nothing is started until ``open``.

@@ -23,6 +23,10 @@ class UmlRuntime(Runtime):
     description = "an engine in a User-Mode Linux guest: a full kernel with PPP, L2TP and ESP"
     full_kernel = True
     concurrency = 3  # the guest has one CPU; its engine stopped answering with nine container starts at once
+    # Every system call of the guest's processes is a ptrace stop on the host, and its one CPU runs
+    # the engine, the daemons and the up-checks: PPTP and L2TP calls that take 3-5 s on a quiet
+    # machine were seen at 20-27 s on a lab's first check under load (CI). Deadlines are doubled.
+    time_scale = 2.0
 
     def __init__(self, reason: str, host: docker.DockerClient | None = None, *, guest: UmlGuest | None = None):
         super().__init__(reason, host)

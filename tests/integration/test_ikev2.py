@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from lab.pytest_plugin import RunningLab, Runtimes, assert_tunnel, lab_from
-from .timing import last_poll
+from .timing import assert_decided_by_deadline
 from lab.runtime.uml import uml_available
 
 HERE = Path(__file__).parent
@@ -47,7 +47,6 @@ def _kernel_esp(lab: RunningLab) -> bool:
 def test_ikev2_up_through_nat_with_nat_t_and_backend(nat_lab: RunningLab) -> None:
     result = nat_lab.check("alice", "ikev2", "vpn1")
     assert_tunnel(result, "up")
-    assert result.seconds < 15
     evidence, client, server = result.evidence, result.evidence["client"], result.evidence["server"]
     # the ping left from the virtual IP and was answered through the tunnel
     vip = re.search(r"ping 10\.106\.0\.1 from (10\.106\.0\.\d+) answered", result.reason)
@@ -114,7 +113,7 @@ def test_one_charon_carries_several_ipsec_connections(nat_lab: RunningLab) -> No
 def test_ikev2_down_when_the_router_drops_ipsec(blocked_lab: RunningLab) -> None:
     result = blocked_lab.check("carol", "ikev2", "vpn")
     assert_tunnel(result, "down")
-    assert result.seconds <= 15 + last_poll(blocked_lab), result.seconds  # the deadline, plus the last poll
+    assert_decided_by_deadline(result)
     assert "router rule 'vpnlab: passthrough ipsec off (udp/500)' (FORWARD) dropped" in result.reason, result.reason
     assert "IKE_SA_INIT sent" in result.reason and "without an answer from the server" in result.reason
     assert result.evidence["router_drops"] and not any("dport=4500" in c for c in result.evidence["router_conntrack"])

@@ -65,11 +65,10 @@ def test_routed_router_has_no_nat(vpnlab_factory) -> None:
 
 def test_blocked_stun_is_unknown_with_the_reason(vpnlab_factory) -> None:
     lab = vpnlab_factory(topology("it-natprobe-blocked", {"block": ["udp/3478-3479"]}), runtime="docker")
-    nat, seconds = probe(lab)
+    nat, _ = probe(lab)
     assert (nat.mapping, nat.filtering) == ("unknown", "unknown"), nat
     assert nat.summary.startswith("STUN blocked by the router (UDP 3478)"), nat.summary
     assert "block udp/3478-3479" in nat.summary
-    assert seconds < 6, seconds  # natdiscovery's 3 s wait, both discoveries at once
 
 
 def test_port_randomising_router_is_symmetric(vpnlab_factory) -> None:
@@ -88,7 +87,6 @@ def test_strict_router_blocks_stun(vpnlab_factory) -> None:
     if "allow_out" not in Router.model_fields:
         pytest.skip("this vpnlab's router has no allow_out (the strict profile)")
     lab = vpnlab_factory(topology("it-natprobe-strict", {"allow_out": ["tcp/443", "udp/53"]}), runtime="docker")
-    nat, seconds = probe(lab)
+    nat, _ = probe(lab)
     assert (nat.mapping, nat.filtering) == ("unknown", "unknown"), nat
     assert nat.summary.startswith("STUN blocked by the router (UDP 3478)"), nat.summary
-    assert seconds < 6, seconds

@@ -67,9 +67,9 @@ def test_client_brings_ipsec_up_first_and_pings_only_through_esp() -> None:
             "/var/log/vpnlab/l2tp-ipsec-vpn1.log vpn1 l2tpsec0") in check
     # the ping's source (the PPP address) is given only while an ESP transport SA to the server exists
     assert "ip xfrm state list dst 203.0.113.10 proto esp 2>/dev/null | grep -q 'mode transport'" in check
-    assert "ip -o link show dev l2tpsec0 " in check and 'ping -n -c 1 -W 1 -I "$src" 10.105.0.1' in check
+    assert "is_up l2tpsec0" in check and 'ping -n -c 1 -W 1 -I "$src" 10.105.0.1' in check
     # the client has given up once neither the IPsec set-up nor xl2tpd runs
-    assert "kill -0 $(cat /run/vpnlab/l2tp-ipsec-vpn1.ipsec.pid) || kill -0 $(cat /run/vpnlab/l2tp-ipsec-vpn1.pid)" in check
+    assert "if ! alive /run/vpnlab/l2tp-ipsec-vpn1.ipsec.pid /run/vpnlab/l2tp-ipsec-vpn1.pid; then" in check
     # the fallback client waits 10 s for IPsec, then dials plain L2TP; a deadline option bounds the wait
     assert " 10 yes /etc/vpnlab/l2tp-ipsec/connect.sh" in alice["/etc/vpnlab/tunnels/alice-l2tp-ipsec-vpn2/check.sh"]
     assert " 12 no /etc/vpnlab/l2tp-ipsec/connect.sh" in files("bob")["/etc/vpnlab/tunnels/bob-l2tp-ipsec-vpn2/check.sh"]
