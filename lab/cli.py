@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
 from typing import Any
 
@@ -20,33 +19,11 @@ from rich.table import Table
 
 from lab import __version__
 from lab.display import shown
+from lab.exits import errors, friendly
 from lab.errors import VpnlabError
 
 # Wide enough for the reasons when the output is a CI log rather than a terminal.
 console = Console(stderr=False, highlight=False, width=None if sys.stdout.isatty() else 160)
-errors = Console(stderr=True, highlight=False)
-
-
-def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn vpnlab errors and Ctrl-C (SIGTERM, SIGHUP alike) into one message and an exit code."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from lab.runtime.uninterrupted import hold_signals, signals_as_interrupts
-
-        with signals_as_interrupts():
-            try:
-                return fn(*args, **kwargs)
-            except VpnlabError as exc:
-                hold_signals()  # exiting: a signal now would end in a traceback, not this message
-                errors.print(f"[red]error:[/red] {shown(str(exc))}", markup=True, highlight=False, soft_wrap=True)
-                sys.exit(exc.exit_code)
-            except KeyboardInterrupt:
-                hold_signals()
-                errors.print("[yellow]interrupted; everything this command created was removed[/yellow]")
-                sys.exit(130)
-
-    return wrapper
 
 
 def session():

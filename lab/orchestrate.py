@@ -26,6 +26,7 @@ from lab.matrix.result import NatBehaviour
 from lab.natprobe import measure_nat
 from lab.plan import LabPlan, plan_lab
 from lab.protocols.base import Environment
+from lab.runtime.owed import owe, settle
 from lab.check.results import RunResult, TunnelResult
 from lab.runtime.engine import connect
 from lab.runtime.base import Runtime
@@ -98,6 +99,7 @@ class Session:
         # Kept on the session before it opens: a failure half-way (a guest booted, images
         # not loaded) is then stopped by close(), which every caller runs.
         self.runtime = choose_runtime(choice, needs, host=self.host)
+        owe(self._debt, self.close)  # paid after the labs on it (lab.runtime.owed: last owed, first paid)
         self.runtime.open(self.say)
         return self.runtime
 
@@ -105,6 +107,11 @@ class Session:
         if self.runtime is not None:
             self.runtime.close(keep=keep_guest)
             self.runtime = None
+        settle(self._debt)
+
+    @property
+    def _debt(self) -> str:
+        return f"session {id(self)}"
 
 
 def new_session(console: Console | None = None) -> Session:

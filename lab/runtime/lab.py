@@ -40,6 +40,7 @@ from lab.runtime.engine import (
 )
 from lab.runtime.files import copy_files, read_file
 from lab.runtime.lab_lock import LabInUse, owner_alive, release
+from lab.runtime.owed import owe, settle
 from lab.runtime.uninterrupted import Cancelled, finish_first
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -167,6 +168,7 @@ class DockerLab:
 
         The engine calls run to their end (see lab.runtime.uninterrupted): an interrupt stops the
         work between calls, so every container made is one the clean-up can list."""
+        owe(self.run_id, lambda: remove_labelled(self.client, self._own_filter()))
         try:
             finish_first(lambda cancel: self._up(spec, owner=owner, source=source, progress=progress, cancel=cancel))
         except BaseException:
@@ -174,7 +176,11 @@ class DockerLab:
                 self._remove(self._own_filter())
             except TeardownError:
                 pass  # the failure that stopped 'up' is the one to report; 'vpnlab status' shows what is left
+            else:
+                settle(self.run_id)
             raise
+        if owner == "up":
+            settle(self.run_id)  # kept on purpose: 'vpnlab down' removes it
 
     def _own_filter(self) -> dict[str, Any]:
         return {"label": [f"{LABEL_LAB}={self.name}", f"{LABEL_RUN}={self.run_id}"]}
@@ -274,9 +280,11 @@ class DockerLab:
         """Remove every container, network and volume labelled with this lab (to the end, Ctrl-C or
         not: see lab.runtime.uninterrupted); returns the count. This process's hold on the name goes too."""
         try:
-            return self._remove(lab_filter(self.name))
+            removed = self._remove(lab_filter(self.name))
         finally:
             release(self.client, self.name)
+        settle(self.run_id)
+        return removed
 
     def _remove(self, filters: dict[str, Any]) -> int:
         return finish_first(lambda _: remove_labelled(self.client, filters))
