@@ -126,11 +126,11 @@ def run_lab(
             raise Cancelled()
         t0 = time.monotonic()
         phase("bringing up")
-        from lab.runtime.lab import DockerLab
-
-        started_labs(DockerLab(session.client, plan.name, session.concurrency))  # removed on Ctrl-C too
         try:
+            # An interrupted 'up' removes what it made itself (and owes it: lab.runtime.owed); a lab
+            # of this name that another process holds is refused here and never touched.
             lab = up(session, plan, source="vpnlab matrix", mode="run", progress=lambda s: phase(f"up: {s}"))
+            started_labs(lab)  # claimed by this run: removed on Ctrl-C too
         except VpnlabError as exc:
             failed = error_cells(job, exc)
             for cell in failed:
@@ -161,12 +161,10 @@ def run_lab(
             nat = measure(lab, plan)
             seconds["nat"] = round(time.monotonic() - t0, 2)
     finally:
-        if lab is not None or cancelled.is_set():
+        if lab is not None:
             t0 = time.monotonic()
             phase("tearing down")
-            from lab.runtime.lab import DockerLab
-
-            DockerLab(session.client, plan.name, session.concurrency).down()
+            lab.down()
             seconds["down"] = round(time.monotonic() - t0, 2)
     order = {p: i for i, p in enumerate(job.protocols)}
     cells.sort(key=lambda c: order[c.protocol])

@@ -4,6 +4,7 @@ Each ends in one message and an exit code, no traceback, and nothing of the lab 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -156,3 +157,23 @@ def test_a_read_only_state_folder_is_one_error_naming_it(engine, topology: Path,
     assert str(tiny_state) in proc.stderr and "VPNLAB_STATE_DIR" in proc.stderr, proc.stderr
     assert proc.stderr.count("error:") == 1 and "Traceback" not in proc.stderr
     assert leftovers(engine) == []
+
+
+def test_a_matrix_lab_whose_name_is_in_use_is_an_error_cell_and_the_other_lab_is_untouched(
+        engine, tmp_path: Path) -> None:
+    """The matrix's lab for profile 'open' is named mx-open; one kept by 'vpnlab up' under that
+    name is refused, not removed (before: the matrix's clean-up removed it by its name)."""
+    kept = tmp_path / "mx-open.yml"
+    kept.write_text(SMALL.read_text().replace("name: it-small", "name: mx-open"))
+    assert vpnlab("up", str(kept), "--runtime", "docker").returncode == 0
+    try:
+        before = sorted(c.id for c in engine.containers.list(filters={"label": "vpnlab.lab=mx-open"}))
+        out = tmp_path / "m.json"
+        proc = vpnlab("matrix", "--profiles", "open", "--protocols", "openvpn-udp", "--runtime", "docker",
+                      "--json", str(out), timeout=300)
+        assert "Traceback" not in proc.stdout + proc.stderr
+        [cell] = json.loads(out.read_text())["cells"]
+        assert cell["observed"] == "error" and "in use" in cell["reason"], cell
+        assert sorted(c.id for c in engine.containers.list(filters={"label": "vpnlab.lab=mx-open"})) == before
+    finally:
+        assert vpnlab("down", "mx-open").returncode == 0
