@@ -106,6 +106,7 @@ def capture(lab: DockerLab, node: str, interface: str | None, seconds: int, outp
 def print_capture(result: Capture, console: Console) -> None:
     packets = "" if result.packets is None else f"{result.packets} packet(s), "
     console.print(f"wrote {shown(result.path)}: {packets}{shown(result.node)} {shown(result.interface)} "
-                  f"for {result.seconds} s (lab '{shown(result.lab)}'); 'tcpdump -r {shown(result.path)}' reads it")
+                  f"for {result.seconds} s (lab '{shown(result.lab)}'); 'tcpdump -r {shown(result.path)}' reads it",
+                  soft_wrap=True)  # a path is not to be cut
     for fact in result.facts:
         console.print(f"  {shown(fact)}")

@@ -36,14 +36,24 @@ def gre_v1(call_id: int) -> bytes:
     return struct.pack(">HHHH", 0x2001, 0x880B, 0, call_id)
 
 
+LINUX_SLL, LINUX_SLL2 = 113, 276  # tcpdump -i any
+
+
+def framed(packet: dpkt.ip.IP, linktype: int) -> bytes:
+    if linktype == dpkt.pcap.DLT_EN10MB:
+        return bytes(dpkt.ethernet.Ethernet(src=b"\x02" * 6, dst=b"\x04" * 6, type=dpkt.ethernet.ETH_TYPE_IP, data=packet))
+    if linktype == LINUX_SLL:
+        return bytes(dpkt.sll.SLL(ethtype=dpkt.ethernet.ETH_TYPE_IP, hlen=6, hdr=b"\x02" * 6 + b"\0\0", data=packet))
+    if linktype == LINUX_SLL2:
+        return bytes(dpkt.sll2.SLL2(ethtype=dpkt.ethernet.ETH_TYPE_IP, hlen=6, hdr=b"\x02" * 6 + b"\0\0", data=packet))
+    return bytes(packet)
+
+
 def pcap(packets: list[dpkt.ip.IP], linktype: int = dpkt.pcap.DLT_EN10MB) -> bytes:
     out = io.BytesIO()
     writer = dpkt.pcap.Writer(out, linktype=linktype)
     for n, packet in enumerate(packets):
-        if linktype == dpkt.pcap.DLT_EN10MB:
-            frame = bytes(dpkt.ethernet.Ethernet(src=b"\x02" * 6, dst=b"\x04" * 6, type=dpkt.ethernet.ETH_TYPE_IP, data=packet))
-        else:
-            frame = bytes(packet)
+        frame = framed(packet, linktype)
         writer.writepkt(frame, ts=1700000000 + n / 10)
     return out.getvalue()
 
@@ -100,9 +110,17 @@ def test_pptp_control_without_gre_says_so() -> None:
     assert "no GRE (IP protocol 47) beside TCP 1723" in facts
 
 
-def test_raw_ip_link_type_of_a_tun_device() -> None:
-    facts = pcap_facts(pcap([udp(CLIENT, 40000, SERVER, 1194)], linktype=dpkt.pcap.DLT_RAW))
+@pytest.mark.parametrize("linktype", [dpkt.pcap.DLT_RAW, LINUX_SLL, LINUX_SLL2], ids=["raw-tun", "sll-any", "sll2-any"])
+def test_other_link_types(linktype: int) -> None:
+    facts = pcap_facts(pcap([udp(CLIENT, 40000, SERVER, 1194)], linktype=linktype))
     assert "UDP 1194 (openvpn-udp) one way only: 1 packet(s) out, none back" in facts
+
+
+def test_a_later_fragment_is_not_read_as_ports() -> None:
+    fragment = udp(CLIENT, 40000, SERVER, 1194)
+    fragment.offset = 1480  # its bytes are the middle of a datagram: no UDP header there
+    facts = pcap_facts(pcap([fragment]))
+    assert facts == ["1 packet(s) captured"]
 
 
 def test_empty_capture_and_other_traffic() -> None:
