@@ -122,3 +122,21 @@ def test_cli_prints_the_file_and_its_facts(monkeypatch: pytest.MonkeyPatch, tmp_
     assert result.exit_code == 0, result.output
     assert out.read_bytes() == EMPTY_PCAP
     assert f"wrote {out}: 7 packet(s), dave eth0 for 2 s" in result.output and "no packets captured" in result.output
+
+
+@pytest.mark.parametrize("running, found", [([], "no lab named '(any)'"), (["a", "b"], "2 labs are running"), (["a"], "a")])
+def test_without_lab_the_only_one_running_is_taken(monkeypatch: pytest.MonkeyPatch, running: list[str], found: str) -> None:
+    from types import SimpleNamespace
+
+    from lab.errors import VpnlabError
+    from lab.runtime import registry
+
+    monkeypatch.setattr(registry, "lab_engines", lambda host, where: [SimpleNamespace(client=None)])
+    monkeypatch.setattr("lab.runtime.lab.list_labs", lambda client: [SimpleNamespace(name=n) for n in running])
+    monkeypatch.setattr(registry, "find_lab", lambda host, name, where: (None, name))
+    if len(running) == 1:
+        assert registry.find_named_or_only_lab(None, None) == (None, found)  # type: ignore[arg-type]
+        assert registry.find_named_or_only_lab(None, "named") == (None, "named")  # type: ignore[arg-type]
+    else:
+        with pytest.raises(VpnlabError, match=found):
+            registry.find_named_or_only_lab(None, None)  # type: ignore[arg-type]
