@@ -4,6 +4,7 @@ file copied to the host and removed from the node; a fake lab stands in for the 
 from __future__ import annotations
 
 import io
+import re
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -138,5 +139,5 @@ def test_without_lab_the_only_one_running_is_taken(monkeypatch: pytest.MonkeyPat
         assert registry.find_named_or_only_lab(None, None) == (None, found)  # type: ignore[arg-type]
         assert registry.find_named_or_only_lab(None, "named") == (None, "named")  # type: ignore[arg-type]
     else:
-        with pytest.raises(VpnlabError, match=found):
+        with pytest.raises(VpnlabError, match=re.escape(found)):
             registry.find_named_or_only_lab(None, None)  # type: ignore[arg-type]
