@@ -217,22 +217,31 @@ def status(as_json: bool, runtime: str) -> None:
 @friendly
 def exec(lab_name: str | None, node: str, command: tuple[str, ...], runtime: str) -> None:  # noqa: A001
     """Run a command in a node: vpnlab exec router -- iptables-save"""
-    from lab.errors import LabNotFound
-    from lab.runtime.lab import list_labs
-    from lab.runtime.registry import find_lab, lab_engines
+    from lab.runtime.registry import find_named_or_only_lab
 
-    host = host_engine()
-    if not lab_name:
-        names = [lab.name for engine in lab_engines(host, runtime) for lab in list_labs(engine.client)]
-        if len(names) != 1:
-            if not names:
-                raise LabNotFound("(any)")
-            raise VpnlabError(f"{len(names)} labs are running", hint="name one with --lab NAME ('vpnlab status' lists them)")
-        lab_name = names[0]
-    _, lab = find_lab(host, lab_name, runtime)
+    _, lab = find_named_or_only_lab(host_engine(), lab_name, runtime)
     result = lab.exec(node, list(command))
     sys.stdout.write(result.output)
     sys.exit(result.exit_code)
+
+
+@main.command("capture")
+@click.option("--lab", "lab_name", help="The lab (needed when several run).")
+@click.argument("node")
+@click.option("--interface", "-i", help="The node's interface, or 'any' (default: the router's WAN side, another node's eth0).")
+@click.option("--seconds", default="10", show_default=True, metavar="N", help="How long to capture, 1 to 3600.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="The pcap file (default: LAB-NODE-IF.pcap).")
+@where_option
+@friendly
+def capture_command(lab_name: str | None, node: str, interface: str | None, seconds: str, output: Path | None,
+                    runtime: str) -> None:
+    """Capture a node's packets to a pcap file (tcpdump in the node) and print what the VPN flows in it show."""
+    from lab.capture import capture, checked_seconds, print_capture
+    from lab.runtime.registry import find_named_or_only_lab
+
+    duration = checked_seconds(seconds)
+    _, lab = find_named_or_only_lab(host_engine(), lab_name, runtime)
+    print_capture(capture(lab, node, interface, duration, output), console)
 
 
 @main.command()

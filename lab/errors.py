@@ -108,3 +108,20 @@ class LabRuntimeError(VpnlabError):
         self.step = step
         self.detail = detail
         super().__init__(f"{node}: {step} failed: {detail.strip()[-2000:]}")
+
+
+class CaptureError(VpnlabError):
+    """A packet capture that cannot be made as asked: a bad option, or tcpdump failing in the node."""
+
+
+class InterfaceNotFound(CaptureError):
+    def __init__(self, lab: str, node: str, interface: str, known: list[str]):
+        self.lab = lab
+        self.node = node
+        self.interface = interface
+        self.known = list(known)
+        super().__init__(f"node '{node}' of lab '{lab}' has no interface '{interface}' (it has: {', '.join(known)})")
+
+
+class PcapError(VpnlabError):
+    """Bytes that are not a readable pcap (or pcapng) capture."""

@@ -42,11 +42,16 @@ def copy_files(container: Container, files: list[NodeFile]) -> None:
 
 
 def read_file(container: Container, path: str) -> str:
+    return read_bytes(container, path).decode()
+
+
+def read_bytes(container: Container, path: str) -> bytes:
+    """A file's bytes, copied out of the container as the engine's tar archive."""
     stream, _ = container.get_archive(path)
     raw = io.BytesIO(b"".join(stream))
     with tarfile.open(fileobj=raw) as tar:
         member = tar.next()
         if member is None:
-            return ""
+            return b""
         extracted = tar.extractfile(member)
-        return extracted.read().decode() if extracted else ""
+        return extracted.read() if extracted else b""

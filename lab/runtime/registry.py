@@ -110,6 +110,25 @@ def find_lab(host: docker.DockerClient, name: str, where: str = AUTO) -> tuple[R
     raise LabNotFound(name)
 
 
+def find_named_or_only_lab(host: docker.DockerClient, name: str | None, where: str = AUTO) -> tuple[Runtime, DockerLab]:
+    """Lab ``name``, or without a name the one lab running (for commands whose --lab is optional).
+
+    Raises:
+        LabNotFound: no lab of that name, or none at all, is running.
+        VpnlabError: no name was given and several labs run.
+    """
+    from lab.runtime.lab import list_labs
+
+    if not name:
+        names = [lab.name for engine in lab_engines(host, where) for lab in list_labs(engine.client)]
+        if len(names) != 1:
+            if not names:
+                raise LabNotFound("(any)")
+            raise VpnlabError(f"{len(names)} labs are running", hint="name one with --lab NAME ('vpnlab status' lists them)")
+        name = names[0]
+    return find_lab(host, name, where)
+
+
 def stop_idle_engines(host: docker.DockerClient) -> int:
     """Stop engines this process may stop (guests) that hold no lab; returns how many were stopped."""
     return sum(1 for engine in lab_engines(host) if engine.stop_if_idle())

@@ -4,7 +4,7 @@ else it reports is dead code. Each line names why the name is used."""
 
 # ruff: noqa
 # click commands (registered by their decorators)
-validate, images_build, setup, init_command, doctor, matrix, report_merge  # noqa
+validate, images_build, setup, init_command, doctor, matrix, report_merge, capture_command  # noqa
 # pytest hooks and fixtures of the plugin (lab/pytest_plugin.py, entry point pytest11)
 pytest_addoption, pytest_configure, pytest_generate_tests  # noqa
 assert_tunnel, assert_cell, lab_fixture, vpnlab_lab, vpnlab_factory, vpnlab_cell, _vpnlab_requires_kernel  # noqa
