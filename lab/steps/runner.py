@@ -4,7 +4,9 @@ A check starts the tunnels it names that were not started yet (the up-check, as 
 steps) and re-probes those already started, in the step's direction, without restarting
 them; each verdict carries the router's conntrack entries for the tunnel's flows at that
 moment. A wait sends nothing. A flush empties the router's conntrack table. An exec runs
-the user's command with ``sh -c`` in its node.
+the user's command with ``sh -c`` in its node. A router step re-renders the router's rules
+from its section changed by the step (lab.steps.router_change) and loads them; later router
+steps change the section as the earlier ones left it.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ from lab.check.run import EVIDENCE_SECONDS, check_tunnel, errored, named
 from lab.check.scripts import parse_sections
 from lab.protocols import PROTOCOLS
 from lab.protocols.base import TunnelContext
+from lab.router.rules import plan_router, render_ruleset
 from lab.runtime.lab import DockerLab, parallel
 from lab.steps.model import Step, named_tunnels, tunnel_index
 from lab.steps.probe import client_address_command, client_probe, probe_seconds, server_probe, tunnel_address
 from lab.steps.results import StepResult, Verdict, output_tail
+from lab.steps.router_change import COUNT_COMMAND, RULES_COMMAND, apply_command, conntrack_count, merged_router, router_changes
 
 if TYPE_CHECKING:  # pragma: no cover
     from lab.capabilities import Capabilities
@@ -45,6 +49,7 @@ class StepRunner:
         self.concurrency = concurrency
         self.say = say
         self.started: dict[int, TunnelResult] = {}  # tunnel index -> the up-check that started it
+        self.router_section = plan.topology.router  # as the last router step left it
 
     @property
     def tunnels(self) -> list:
@@ -74,14 +79,15 @@ class StepRunner:
         self.say(f"steps[{index}] {step.kind}")
         started = time.monotonic()
         try:
-            kinds = {"check": self._check, "wait": self._wait, "flush": self._flush, "exec": self._exec}
+            kinds = {"check": self._check, "wait": self._wait, "flush": self._flush, "exec": self._exec,
+                     "router": self._router}
             result = kinds[step.kind](index, step)
         except Exception as exc:  # noqa: BLE001 - this step failed; the next ones still run
             result = StepResult(index, step.kind, 0.0, error=f"the step failed: {named(exc)}")
         result.seconds = round(time.monotonic() - started, 2)
         return result
 
-    # --- the four kinds -----------------------------------------------------
+    # --- the kinds -----------------------------------------------------------
 
     def _wait(self, index: int, step: Step) -> StepResult:
         time.sleep(step.wait or 0)
@@ -99,6 +105,26 @@ class StepRunner:
         run = self.lab.exec(spec.node, spec.run, timeout=EXEC_SECONDS)  # a string: run by sh -c
         return StepResult(index, "exec", 0.0, detail={"node": spec.node, "exit_code": run.exit_code,
                                                        "output": output_tail(run.output)})
+
+    def _router(self, index: int, step: Step) -> StepResult:
+        assert step.router is not None
+        router = self.plan.router.name
+        before, after = self.router_section, merged_router(self.router_section, step.router)
+        changed = "; ".join(router_changes(before, after)) or "no change"
+        ruleset = render_ruleset(plan_router(self.plan.topology.model_copy(update={"router": after}), self.plan.addresses))
+        rules_before = self.lab.exec(router, RULES_COMMAND, timeout=EVIDENCE_SECONDS).output
+        count_before = conntrack_count(self.lab.exec(router, COUNT_COMMAND, timeout=EVIDENCE_SECONDS).output)
+        run = self.lab.exec(router, apply_command(ruleset, index), timeout=EVIDENCE_SECONDS)
+        if run.exit_code == 0:  # the router runs the new rules: what follows is judged against them
+            self.router_section = after
+        evidence = {
+            "rules_before": rules_before.rstrip().splitlines(),
+            "rules_after": self.lab.exec(router, RULES_COMMAND, timeout=EVIDENCE_SECONDS).output.rstrip().splitlines(),
+            "conntrack_before": count_before,
+            "conntrack_after": conntrack_count(self.lab.exec(router, COUNT_COMMAND, timeout=EVIDENCE_SECONDS).output),
+        }
+        return StepResult(index, "router", 0.0, detail={"node": router, "changed": changed, "exit_code": run.exit_code,
+                                                         "output": output_tail(run.output), "evidence": evidence})
 
     def _check(self, index: int, step: Step) -> StepResult:
         spec = step.check
