@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from lab.check.evidence import conntrack_lines, flow_entries, router_evidence_command
+from lab.check.evidence import RuleHit, conntrack_lines, drops_for, flow_entries, router_evidence_command, rule_hits
 from lab.check.explain import parse_result
 from lab.check.results import TunnelResult
 from lab.check.run import EVIDENCE_SECONDS, check_tunnel, errored, named
@@ -154,10 +154,15 @@ class StepRunner:
                 if direction == "client":  # the up-check pinged from the client: its verdict is this one
                     return said(first.observed, first.reason, first.seconds, first.evidence.get("router_conntrack", []))
             observed, seconds, detail = self.probe(ctx, direction)
-            entries = self.router_entries(ctx)
+            entries, hits = self.router_state(ctx)
         except Exception as exc:  # noqa: BLE001 - this tunnel's verdict only
             return said("error", f"the check failed: {named(exc)}", time.monotonic() - started)
-        return said(observed, "; ".join([detail, conntrack_words(ctx, entries)]), seconds, entries)
+        drops = [f"router rule '{h.comment}' ({h.chain}) has dropped {h.packets} packets since the rules were loaded"
+                 for h in hits]
+        verdict = said(observed, "; ".join([detail, conntrack_words(ctx, entries), *drops]), seconds, entries)
+        if hits:  # a drop rule of the tunnel's flows caught packets (a router step's block, say)
+            verdict.evidence["router_drops"] = [f"{h.chain}: '{h.comment}' dropped {h.packets} packets" for h in hits]
+        return verdict
 
     def _start(self, i: int, ctx: TunnelContext) -> TunnelResult:
         started = time.monotonic()
@@ -189,11 +194,14 @@ class StepRunner:
         observed, millis, detail = parse_result(run.output, run.exit_code)
         return observed, millis / 1000 if millis is not None else time.monotonic() - started, detail
 
-    def router_entries(self, ctx: TunnelContext) -> list[str]:
-        """The router's conntrack entries for the tunnel's flows, now."""
+    def router_state(self, ctx: TunnelContext) -> tuple[list[str], list[RuleHit]]:
+        """The router's conntrack entries for the tunnel's flows, and the hits of the drop rules
+        that name them (counted since the router's rules were last loaded), now."""
         command = router_evidence_command(str(ctx.client_lan), str(ctx.server_wan))
-        text = self.lab.exec(self.plan.router.name, command, timeout=EVIDENCE_SECONDS).output
-        return flow_entries(conntrack_lines(parse_sections(text).get("conntrack", "")), PROTOCOLS[ctx.tunnel.protocol].flows)
+        sections = parse_sections(self.lab.exec(self.plan.router.name, command, timeout=EVIDENCE_SECONDS).output)
+        flows = PROTOCOLS[ctx.tunnel.protocol].flows
+        return (flow_entries(conntrack_lines(sections.get("conntrack", "")), flows),
+                drops_for(rule_hits(sections.get("counters", "")), flows))
 
 
 def run_steps(lab: DockerLab, plan: LabPlan, capabilities: Capabilities, concurrency: int,

@@ -134,6 +134,8 @@ def test_a_block_switched_on_while_the_tunnel_is_up_stops_it_at_once(vpnlab_sess
     # the router still tracks the OpenVPN flow (same client port as before): it drops it, it did not forget it
     assert openvpn["evidence"]["router_conntrack"]
     assert _sports(openvpn["evidence"]["router_conntrack"]) == _sports(up["evidence"]["router_conntrack"])
+    assert any("'vpnlab: block udp/1194' dropped" in d for d in openvpn["evidence"]["router_drops"]), openvpn
+    assert "router_drops" not in wireguard["evidence"]
 
     lift = steps[3]
     assert lift["changed"] == "block udp/1194 removed"

@@ -232,3 +232,32 @@ def test_one_line_for_a_router_step() -> None:
     data = step.to_dict()
     assert data["kind"] == "router" and data["changed"] == "block udp/1194 added" and data["passed"] is True
     assert data["evidence"]["conntrack_after"] == 3
+
+
+def test_a_reprobe_names_the_drop_rule_that_caught_the_tunnels_flow() -> None:
+    from lab.check.results import TunnelResult
+
+    class BlockedLab:
+        def exec(self, node: str, command: str, *, container: object = None, timeout: float | None = None) -> ExecResult:
+            if node == "alice":
+                return ExecResult(node, command, 1, "vpnlab-result down 5000 ping 10.8.0.1 through tun0 had no answer within 5 s")
+            if node == "router" and "==== counters" in command:
+                return ExecResult(node, command, 0, (
+                    "==== conntrack\nudp      17 170 src=192.168.100.10 dst=203.0.113.10 sport=41000 dport=1194 "
+                    "src=203.0.113.10 dst=203.0.113.2 sport=1194 dport=41000 [ASSURED] mark=0 use=1\n"
+                    "==== counters\nchain FORWARD\nChain FORWARD (policy DROP 0 packets, 0 bytes)\n"
+                    "    pkts      bytes target     prot opt in     out     source               destination\n"
+                    "       6      504 DROP       17   --  *      *       0.0.0.0/0            0.0.0.0/0"
+                    "            udp dpt:1194 /* vpnlab: block udp/1194 */\n"
+                    "       0        0 DROP       17   --  *      *       0.0.0.0/0            0.0.0.0/0"
+                    "            udp dpt:51820 /* vpnlab: block udp/51820 */\n"))
+            return ExecResult(node, command, 0, "")
+
+    topology = load_topology(SWITCH_FLIP)
+    runner = StepRunner(BlockedLab(), plan_lab(topology, Environment()), Kernel())  # type: ignore[arg-type]
+    runner.already_started({0: TunnelResult("alice", "vpn", "openvpn-udp", "up", "up", "ok", 0.3, {})})
+    verdict = runner.verdict("alice/openvpn-udp", 0, "down", "client")
+    assert verdict.observed == "down" and verdict.passed
+    assert verdict.evidence["router_drops"] == ["FORWARD: 'vpnlab: block udp/1194' dropped 6 packets"]
+    assert len(verdict.evidence["router_conntrack"]) == 1
+    assert verdict.reason.endswith("router rule 'vpnlab: block udp/1194' (FORWARD) has dropped 6 packets since the rules were loaded")
