@@ -6,6 +6,7 @@ Each step is a one-key mapping::
     - wait: 12                                               # idle: no probe traffic
     - flush: conntrack                                       # empty the router's conntrack table
     - exec: {node: router, run: "conntrack -L"}             # the user's own command, via sh -c
+    - router: {block: [udp/1194]}                            # change the running router's rules
 
 This module knows nothing about Docker. It does not import ``lab.topology.model`` (which
 imports it); the cross-checks that need the topology's tunnels and nodes take them as
@@ -18,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator, model_validator
 
-KINDS = ("check", "wait", "flush", "exec")
+KINDS = ("check", "wait", "flush", "exec", "router")
 TUNNEL_NAME_RULE = "CLIENT/PROTOCOL, or CLIENT/SERVER/PROTOCOL where the client has that protocol to several servers"
 MAX_WAIT = 3600
 
@@ -54,6 +55,9 @@ class Step(_Strict):
     wait: float | None = Field(default=None, gt=0, le=MAX_WAIT, strict=True)
     flush: Literal["conntrack"] | None = None
     exec: ExecSpec | None = None
+    # a partial ``router:`` section (lab.steps.router_change checks its content against the
+    # topology's Router model, beside the other cross-checks of step_problems)
+    router: dict[StrictStr, Any] | None = Field(default=None, min_length=1)
 
     @model_validator(mode="before")
     @classmethod
@@ -96,10 +100,13 @@ def tunnel_label(index: int, tunnels: list[Any]) -> str:
     return f"{t.client}/{t.protocol}" if len(twins) == 1 else f"{t.client}/{t.server}/{t.protocol}"
 
 
-def step_problems(steps: Any, tunnels: list[Any], nodes: list[str]) -> list[tuple[tuple[Any, ...], str]]:
+def step_problems(steps: Any, tunnels: list[Any], nodes: list[str], router: Any = None) -> list[tuple[tuple[Any, ...], str]]:
     """(location under ``steps``, message) for each step naming a tunnel or a node the topology
-    lacks. Reads the raw ``steps`` (whatever their shape) so that these are reported beside
+    lacks, or changing the router (``router``: the topology's, when valid) in a way its model
+    refuses. Reads the raw ``steps`` (whatever their shape) so that these are reported beside
     the shape's problems."""
+    from lab.steps.router_change import router_step_problems  # it imports lab.topology.model, which imports this
+
     problems: list[tuple[tuple[Any, ...], str]] = []
     for i, step in enumerate(steps if isinstance(steps, list) else []):
         check = step.get("check") if isinstance(step, dict) else None
@@ -113,6 +120,9 @@ def step_problems(steps: Any, tunnels: list[Any], nodes: list[str]) -> list[tupl
         node = run.get("node") if isinstance(run, dict) else None
         if isinstance(node, str) and node not in nodes:
             problems.append(((i, "exec", "node"), f"no node '{node}' (nodes: {', '.join(nodes)})"))
+        change = step.get("router") if isinstance(step, dict) else None
+        if isinstance(change, dict):
+            problems += [((i, "router", *loc), message) for loc, message in router_step_problems(change, router)]
     return problems
 
 

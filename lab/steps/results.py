@@ -37,17 +37,19 @@ class Verdict:
 @dataclass
 class StepResult:
     index: int  # the step's place in the topology's steps (steps[INDEX] in errors)
-    kind: str  # check, wait, flush or exec
+    kind: str  # check, wait, flush, exec or router
     seconds: float
     verdicts: list[Verdict] = field(default_factory=list)  # a check's, in the order it names them
-    detail: dict[str, Any] = field(default_factory=dict)  # wait: seconds; flush, exec: node, exit code, output
+    # wait: seconds; flush, exec: node, exit code, output; router: those, what changed and the
+    # evidence (the router's rules before and after, its conntrack entry count before and after)
+    detail: dict[str, Any] = field(default_factory=dict)
     error: str | None = None  # the step could not be done (an engine error, a command past its time)
 
     @property
     def passed(self) -> bool:
         if self.error is not None:
             return False
-        if self.kind in ("flush", "exec"):
+        if self.kind in ("flush", "exec", "router"):
             return self.detail.get("exit_code") == 0
         return all(v.passed for v in self.verdicts)
 
@@ -74,11 +76,22 @@ def step_line(step: StepResult) -> str:
         return f"{head} from {direction}: {said} ({step.seconds:.2f} s)"
     if step.kind == "wait":
         return f"{head} {step.detail['wait']:g} s ({step.seconds:.2f} s)"
+    if step.kind == "router":
+        return f"{head}: {shown(step.detail['changed'])}; {_applied(step)} ({step.seconds:.2f} s)"
     where = f"on {shown(step.detail['node'])}"
     what = "conntrack" if step.kind == "flush" else "command"
     last = step.detail["output"][-1] if step.detail.get("output") else ""
     tail = f": {shown(last)}" if last else ""
     return f"{head} {what} {where}, exit {step.detail['exit_code']}{tail} ({step.seconds:.2f} s)"
+
+
+def _applied(step: StepResult) -> str:
+    """Whether the router took the rules, and its conntrack entry count across the change."""
+    if step.detail["exit_code"] != 0:
+        last = step.detail["output"][-1] if step.detail.get("output") else ""
+        return f"[red]not applied: iptables-restore exit {step.detail['exit_code']}{f': {shown(last)}' if last else ''}[/red]"
+    evidence = step.detail["evidence"]
+    return f"rules applied, router conntrack {evidence['conntrack_before']} → {evidence['conntrack_after']} entries"
 
 
 def _verdict_words(v: Verdict) -> str:

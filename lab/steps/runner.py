@@ -4,7 +4,9 @@ A check starts the tunnels it names that were not started yet (the up-check, as 
 steps) and re-probes those already started, in the step's direction, without restarting
 them; each verdict carries the router's conntrack entries for the tunnel's flows at that
 moment. A wait sends nothing. A flush empties the router's conntrack table. An exec runs
-the user's command with ``sh -c`` in its node.
+the user's command with ``sh -c`` in its node. A router step re-renders the router's rules
+from its section changed by the step (lab.steps.router_change) and loads them; later router
+steps change the section as the earlier ones left it.
 """
 
 from __future__ import annotations
@@ -13,17 +15,19 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from lab.check.evidence import conntrack_lines, flow_entries, router_evidence_command
+from lab.check.evidence import RuleHit, conntrack_lines, drops_for, flow_entries, router_evidence_command, rule_hits
 from lab.check.explain import parse_result
 from lab.check.results import TunnelResult
 from lab.check.run import EVIDENCE_SECONDS, check_tunnel, errored, named
 from lab.check.scripts import parse_sections
 from lab.protocols import PROTOCOLS
 from lab.protocols.base import TunnelContext
+from lab.router.rules import plan_router, render_ruleset
 from lab.runtime.lab import DockerLab, parallel
 from lab.steps.model import Step, named_tunnels, tunnel_index
 from lab.steps.probe import client_address_command, client_probe, probe_seconds, server_probe, tunnel_address
 from lab.steps.results import StepResult, Verdict, output_tail
+from lab.steps.router_change import COUNT_COMMAND, RULES_COMMAND, apply_command, conntrack_count, merged_router, router_changes
 
 if TYPE_CHECKING:  # pragma: no cover
     from lab.capabilities import Capabilities
@@ -45,6 +49,7 @@ class StepRunner:
         self.concurrency = concurrency
         self.say = say
         self.started: dict[int, TunnelResult] = {}  # tunnel index -> the up-check that started it
+        self.router_section = plan.topology.router  # as the last router step left it
 
     @property
     def tunnels(self) -> list:
@@ -74,14 +79,15 @@ class StepRunner:
         self.say(f"steps[{index}] {step.kind}")
         started = time.monotonic()
         try:
-            kinds = {"check": self._check, "wait": self._wait, "flush": self._flush, "exec": self._exec}
+            kinds = {"check": self._check, "wait": self._wait, "flush": self._flush, "exec": self._exec,
+                     "router": self._router}
             result = kinds[step.kind](index, step)
         except Exception as exc:  # noqa: BLE001 - this step failed; the next ones still run
             result = StepResult(index, step.kind, 0.0, error=f"the step failed: {named(exc)}")
         result.seconds = round(time.monotonic() - started, 2)
         return result
 
-    # --- the four kinds -----------------------------------------------------
+    # --- the kinds -----------------------------------------------------------
 
     def _wait(self, index: int, step: Step) -> StepResult:
         time.sleep(step.wait or 0)
@@ -99,6 +105,26 @@ class StepRunner:
         run = self.lab.exec(spec.node, spec.run, timeout=EXEC_SECONDS)  # a string: run by sh -c
         return StepResult(index, "exec", 0.0, detail={"node": spec.node, "exit_code": run.exit_code,
                                                        "output": output_tail(run.output)})
+
+    def _router(self, index: int, step: Step) -> StepResult:
+        assert step.router is not None
+        router = self.plan.router.name
+        before, after = self.router_section, merged_router(self.router_section, step.router)
+        changed = "; ".join(router_changes(before, after)) or "no change"
+        ruleset = render_ruleset(plan_router(self.plan.topology.model_copy(update={"router": after}), self.plan.addresses))
+        rules_before = self.lab.exec(router, RULES_COMMAND, timeout=EVIDENCE_SECONDS).output
+        count_before = conntrack_count(self.lab.exec(router, COUNT_COMMAND, timeout=EVIDENCE_SECONDS).output)
+        run = self.lab.exec(router, apply_command(ruleset, index), timeout=EVIDENCE_SECONDS)
+        if run.exit_code == 0:  # the router runs the new rules: what follows is judged against them
+            self.router_section = after
+        evidence = {
+            "rules_before": rules_before.rstrip().splitlines(),
+            "rules_after": self.lab.exec(router, RULES_COMMAND, timeout=EVIDENCE_SECONDS).output.rstrip().splitlines(),
+            "conntrack_before": count_before,
+            "conntrack_after": conntrack_count(self.lab.exec(router, COUNT_COMMAND, timeout=EVIDENCE_SECONDS).output),
+        }
+        return StepResult(index, "router", 0.0, detail={"node": router, "changed": changed, "exit_code": run.exit_code,
+                                                         "output": output_tail(run.output), "evidence": evidence})
 
     def _check(self, index: int, step: Step) -> StepResult:
         spec = step.check
@@ -128,10 +154,15 @@ class StepRunner:
                 if direction == "client":  # the up-check pinged from the client: its verdict is this one
                     return said(first.observed, first.reason, first.seconds, first.evidence.get("router_conntrack", []))
             observed, seconds, detail = self.probe(ctx, direction)
-            entries = self.router_entries(ctx)
+            entries, hits = self.router_state(ctx)
         except Exception as exc:  # noqa: BLE001 - this tunnel's verdict only
             return said("error", f"the check failed: {named(exc)}", time.monotonic() - started)
-        return said(observed, "; ".join([detail, conntrack_words(ctx, entries)]), seconds, entries)
+        drops = [f"router rule '{h.comment}' ({h.chain}) has dropped {h.packets} packets since the rules were loaded"
+                 for h in hits]
+        verdict = said(observed, "; ".join([detail, conntrack_words(ctx, entries), *drops]), seconds, entries)
+        if hits:  # a drop rule of the tunnel's flows caught packets (a router step's block, say)
+            verdict.evidence["router_drops"] = [f"{h.chain}: '{h.comment}' dropped {h.packets} packets" for h in hits]
+        return verdict
 
     def _start(self, i: int, ctx: TunnelContext) -> TunnelResult:
         started = time.monotonic()
@@ -163,11 +194,14 @@ class StepRunner:
         observed, millis, detail = parse_result(run.output, run.exit_code)
         return observed, millis / 1000 if millis is not None else time.monotonic() - started, detail
 
-    def router_entries(self, ctx: TunnelContext) -> list[str]:
-        """The router's conntrack entries for the tunnel's flows, now."""
+    def router_state(self, ctx: TunnelContext) -> tuple[list[str], list[RuleHit]]:
+        """The router's conntrack entries for the tunnel's flows, and the hits of the drop rules
+        that name them (counted since the router's rules were last loaded), now."""
         command = router_evidence_command(str(ctx.client_lan), str(ctx.server_wan))
-        text = self.lab.exec(self.plan.router.name, command, timeout=EVIDENCE_SECONDS).output
-        return flow_entries(conntrack_lines(parse_sections(text).get("conntrack", "")), PROTOCOLS[ctx.tunnel.protocol].flows)
+        sections = parse_sections(self.lab.exec(self.plan.router.name, command, timeout=EVIDENCE_SECONDS).output)
+        flows = PROTOCOLS[ctx.tunnel.protocol].flows
+        return (flow_entries(conntrack_lines(sections.get("conntrack", "")), flows),
+                drops_for(rule_hits(sections.get("counters", "")), flows))
 
 
 def run_steps(lab: DockerLab, plan: LabPlan, capabilities: Capabilities, concurrency: int,

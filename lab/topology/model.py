@@ -332,7 +332,7 @@ class Topology(Strict):
         if all(key in data for key in ("tunnels", "servers", "clients")):  # else reported where it is
             stun = [STUN_NODE] if data.get("nat_probe") else []
             nodes = ["router"] + [s.name for s in data["servers"]] + stun + [c.name for c in data["clients"]]
-            named = step_problems(value, data["tunnels"], nodes)
+            named = step_problems(value, data["tunnels"], nodes, data.get("router"))
         located = {tuple(e["loc"]) for e in shape}
         _raise_located([(tuple(e["loc"]), e["msg"], e["type"]) for e in shape]
                        + [(loc, message, "value_error") for loc, message in named if loc not in located], value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -75,3 +76,78 @@ def test_plugin_runs_steps_flush_breaks_the_way_in(vpnlab_factory) -> None:
     assert from_server.verdicts[0].observed == "down", from_server.verdicts[0].reason
     assert from_server.verdicts[0].evidence == {"router_conntrack": []}
     assert count.passed and count.detail["output"] == ["0"]
+
+
+SWITCH_FLIP = REPO / "topologies" / "scenario-switch-flip.yml"
+
+
+def _rule(lines: list[str], comment: str) -> tuple[int, int] | None:
+    """(place among the FORWARD rules, packets its counter holds) of the rule with ``comment``."""
+    forward = [line for line in lines if line.startswith("-A FORWARD")]
+    for place, line in enumerate(forward):
+        if f'"{comment}"' in line:
+            counter = re.search(r" -c (\d+) \d+", line)
+            assert counter is not None, line
+            return place, int(counter.group(1))
+    return None
+
+
+def _established(lines: list[str]) -> int:
+    forward = [line for line in lines if line.startswith("-A FORWARD")]
+    return next(place for place, line in enumerate(forward) if "ESTABLISHED" in line)
+
+
+def _sports(entries: list[str]) -> set[str]:
+    return {m.group(1) for line in entries for m in [re.search(r"sport=(\d+) dport=1194 ", line)] if m}
+
+
+def test_a_block_switched_on_while_the_tunnel_is_up_stops_it_at_once(vpnlab_session, tmp_path: Path) -> None:
+    out = tmp_path / "result.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "lab", "run", str(SWITCH_FLIP), "--runtime", "docker", "--json", str(out)],
+        capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+    )
+    print(proc.stdout)  # the scenario's lines, shown with -s
+    data = json.loads(out.read_text())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    steps = data["steps"]
+    assert [s["kind"] for s in steps] == ["check", "router", "check", "router", "check"]
+    assert all(s["passed"] for s in steps), json.dumps(steps, indent=1)
+
+    def verdicts(step: dict) -> dict[str, dict]:
+        return {v["tunnel"]: v for v in step["verdicts"]}
+
+    up = verdicts(steps[0])["alice/openvpn-udp"]
+    assert up["observed"] == "up" and up["evidence"]["router_conntrack"]
+
+    block = steps[1]
+    assert block["changed"] == "block udp/1194 added" and block["exit_code"] == 0
+    evidence = block["evidence"]
+    assert evidence["conntrack_before"] == evidence["conntrack_after"] >= 2  # nothing forgotten: both tunnels' flows
+    assert _rule(evidence["rules_before"], "vpnlab: block udp/1194") is None
+    place, packets = _rule(evidence["rules_after"], "vpnlab: block udp/1194") or (None, None)
+    assert place is not None and place < _established(evidence["rules_after"]) and packets == 0
+
+    during = verdicts(steps[2])
+    openvpn, wireguard = during["alice/openvpn-udp"], during["bob/wireguard"]
+    assert openvpn["observed"] == "down" and wireguard["observed"] == "up"
+    # the router still tracks the OpenVPN flow (same client port as before): it drops it, it did not forget it
+    assert openvpn["evidence"]["router_conntrack"]
+    assert _sports(openvpn["evidence"]["router_conntrack"]) == _sports(up["evidence"]["router_conntrack"])
+    assert any("'vpnlab: block udp/1194' dropped" in d for d in openvpn["evidence"]["router_drops"]), openvpn
+    assert "router_drops" not in wireguard["evidence"]
+
+    lift = steps[3]
+    assert lift["changed"] == "block udp/1194 removed"
+    assert lift["evidence"]["conntrack_before"] == lift["evidence"]["conntrack_after"]
+    _, dropped = _rule(lift["evidence"]["rules_before"], "vpnlab: block udp/1194") or (None, 0)
+    assert dropped > 0  # the block caught the established tunnel's packets while it stood
+    assert _rule(lift["evidence"]["rules_after"], "vpnlab: block udp/1194") is None
+
+    after = verdicts(steps[4])
+    assert after["alice/openvpn-udp"]["observed"] == "up" and after["bob/wireguard"]["observed"] == "up"
+    # the same session resumed: the same router entry, no new client port
+    assert _sports(after["alice/openvpn-udp"]["evidence"]["router_conntrack"]) == _sports(up["evidence"]["router_conntrack"])
+    assert "steps[1] router: block udp/1194 added; rules applied" in proc.stdout
+    left = vpnlab_session.client.containers.list(all=True, filters={"label": "vpnlab.lab=scenario-switch-flip"})
+    assert left == []
