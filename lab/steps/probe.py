@@ -19,20 +19,20 @@ PROBE_SECONDS = 5.0  # a re-probe's deadline, unless the tunnel's own is shorter
 
 
 def probe_seconds(ctx: TunnelContext) -> float:
-    own = ctx.tunnel.deadline or PROTOCOLS[ctx.tunnel.protocol].deadline
-    return min(own, PROBE_SECONDS)
+    return min(PROTOCOLS[ctx.tunnel.protocol].deadline_for(ctx), PROBE_SECONDS)
 
 
 def _loop(ping: str, what: str, seconds: float, before: str = "") -> str:
     """Ping once a second until an answer or ``seconds``; one vpnlab-result line."""
     return (
-        "now_ms() { echo $(( $(date +%s%N) / 1000000 )); }; start=$(now_ms); "
+        # the clock as the up-check reads it (check-tunnel.sh.j2): /proc/uptime, no process started
+        "clock() { read -r up _ </proc/uptime; now=$(( ${up%.*}${up#*.} * 10 )); }; clock; start=$now; "
         # each ping waits 1 s for its answer: the last one starts a second before the deadline
-        f"while [ $(( $(now_ms) - start + 1000 )) -le {int(seconds * 1000)} ]; do "
+        f"while clock; [ $(( now - start + 1000 )) -le {int(seconds * 1000)} ]; do "
         f"{before}"
-        f"if {ping} >/dev/null 2>&1; then echo \"vpnlab-result up $(( $(now_ms) - start )) {what} answered\"; exit 0; fi; "
+        f"if {ping} >/dev/null 2>&1; then clock; echo \"vpnlab-result up $(( now - start )) {what} answered\"; exit 0; fi; "
         "sleep 0.2; done; "
-        f"echo \"vpnlab-result down $(( $(now_ms) - start )) {what} had no answer within {seconds:g} s\"; exit 1"
+        f"clock; echo \"vpnlab-result down $(( now - start )) {what} had no answer within {seconds:g} s\"; exit 1"
     )
 
 
