@@ -10,6 +10,7 @@ import logging
 import os
 import stat
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +31,9 @@ def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "state"
     monkeypatch.setenv("VPNLAB_STATE_DIR", str(root))
     return root
+
+
+NAP = (sys.executable, "-c", "import time; time.sleep(60)")  # a process that sleeps, argv kept
 
 
 def spawn(*argv: str) -> subprocess.Popen[bytes]:
@@ -106,8 +110,10 @@ def test_a_guest_kernel_left_behind_by_a_dead_launch_script_is_ended(tmp_path, u
     # image (a new guest then failed: "mount: Resource temporarily unavailable"). It is found by
     # the slot's paths in its command line, as linux.uml's init=/ubd0= arguments name them.
     slot = slot_in(tmp_path / "slot0")
-    kernel = spawn("sh", "-c", "sleep 60", "linux.uml", f"init={slot.path / 'init.sh'}", f"ubd0={slot.disk}")
-    other_slot = spawn("sh", "-c", "sleep 60", "linux.uml", f"init={tmp_path / 'slot1' / 'init.sh'}")
+    # Stand-ins that never fork (sh would fork sleep, and the child shares the slot's arguments
+    # until it execs: found too, as a real guest's helper processes are, but not what is counted here)
+    kernel = spawn(*NAP, "linux.uml", f"init={slot.path / 'init.sh'}", f"ubd0={slot.disk}")
+    other_slot = spawn(*NAP, "linux.uml", f"init={tmp_path / 'slot1' / 'init.sh'}")
     try:
         assert slot.processes() == [kernel.pid]
         UmlGuest(slot).stop()  # no guest.pid at all
