@@ -18,6 +18,7 @@ COMMENT_RE = re.compile(r"/\* (.*?) \*/")
 _HELPER_RE = re.compile(r"\bhelper=(\S+)")
 _DPORT_RE = re.compile(r"\bdport=(\d+)")
 _ADDRESS_RE = re.compile(r"\b(src|dst)=(\S+)")
+EVIDENCE_SECONDS = 60.0  # an exec gathering evidence (a few quick commands) at most; past it, an error
 
 
 @dataclass(frozen=True)

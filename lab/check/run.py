@@ -15,7 +15,9 @@ import time
 from typing import TYPE_CHECKING
 
 from lab.capabilities import Capabilities
+from lab.check.blocked import watched
 from lab.check.evidence import (
+    EVIDENCE_SECONDS,
     ConntrackEntry,
     Evidence,
     RouterEvidence,
@@ -39,7 +41,6 @@ if TYPE_CHECKING:  # pragma: no cover
 # plus one ping's second, unless its start commands outlast the deadline: those get this much more
 # on a starved one-CPU guest. Evidence is a few quick commands. Past these the tunnel is an error.
 START_ALLOWANCE = 60.0
-EVIDENCE_SECONDS = 60.0
 
 
 def check_seconds(tunnel_deadline: float) -> float:
@@ -101,7 +102,8 @@ def check_tunnel(lab: DockerLab, ctx: TunnelContext, router_node: str) -> Tunnel
     tunnel = ctx.tunnel
     proto = PROTOCOLS[tunnel.protocol]
     started = time.monotonic()
-    run = lab.exec(tunnel.client, f"sh {tunnel_dir(ctx)}/check.sh", timeout=check_seconds(deadline(ctx)))
+    with watched(lab, router_node, ctx):  # the router's drop counters may decide "down" before the deadline
+        run = lab.exec(tunnel.client, f"sh {tunnel_dir(ctx)}/check.sh", timeout=check_seconds(deadline(ctx)))
     elapsed = time.monotonic() - started
     observed, millis, detail = parse_result(run.output, run.exit_code)
 

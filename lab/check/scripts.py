@@ -55,6 +55,7 @@ def tunnel_files(ctx: TunnelContext) -> list[NodeFile]:
         run_dir=RUN_DIR,
         stop=proto.client_stop(ctx),
         attempt=ctx.attempt_path,
+        blocked=ctx.blocked_path,
         log=ctx.log_path,
         marks=[(log, ctx.mark_path(log)) for log in proto.client_shared_logs(ctx)],
     )

@@ -106,6 +106,11 @@ class TunnelContext:
         """Exists once the tunnel was started: a second check ends that attempt first."""
         return f"{RUN_DIR}/attempt-{self.tunnel.id}"
 
+    @property
+    def blocked_path(self) -> str:
+        """The host's note that the router drops this attempt's packets (lab.check.blocked)."""
+        return f"{self.attempt_path}.blocked"
+
     def mark_path(self, log: str) -> str:
         """Where the up-check keeps ``log``'s line count at the start of this attempt."""
         return f"{self.attempt_path}.{log.rsplit('/', 1)[-1]}.line"

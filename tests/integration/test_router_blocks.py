@@ -6,7 +6,7 @@ import pytest
 
 from lab.pytest_plugin import RunningLab, assert_tunnel
 
-from .timing import assert_decided_by_deadline
+from .timing import assert_decided_by_drops
 
 pytestmark = pytest.mark.vpnlab_topology("topologies/wireguard-blocked.yml")
 
@@ -16,7 +16,7 @@ def test_wireguard_down_when_its_port_is_blocked(vpnlab_lab: RunningLab) -> None
     assert_tunnel(result, "down")
     assert any("block udp/51820" in line for line in result.evidence["router_drops"]), result.evidence
     assert "block udp/51820" in result.reason and "no WireGuard handshake" in result.reason
-    assert_decided_by_deadline(result)
+    assert_decided_by_drops(result)
 
 
 def test_openvpn_tcp_unaffected(vpnlab_lab: RunningLab) -> None:

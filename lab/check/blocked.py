@@ -1,0 +1,132 @@
+"""Deciding a tunnel down before its deadline, on the router's evidence that it cannot come up.
+
+Every drop rule vpnlab writes for a flow (a passthrough switch off, a ``block`` entry, a strict
+router's "not allowed out") matches by protocol and port alone and sits before the accept of
+established traffic (templates/router/rules.v4.j2). Once such a rule has dropped a tunnel's
+packets, every later packet of that flow meets it too: the tunnel cannot come up however long
+its daemon retries. Waiting for the protocol's deadline (40 s for L2TP in a User-Mode Linux
+guest) would only make a "down" slow, which is not what a user should wait for.
+
+While tunnels are being checked, one watcher per lab reads the counters of the router's
+FORWARD rules every poll. When a drop rule of a tunnel's flows has counted ``MIN_DROPS``
+packets more than when that tunnel's attempt began (its first packet and a retry), the
+watcher leaves a note in the client (``TunnelContext.blocked_path``); the up-check reads it at its next poll
+and ends "down", with the deadline it did not wait for named. The counters themselves are
+quoted in the reason by ``explain``, as for any other down verdict.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from lab.check.evidence import EVIDENCE_SECONDS, RuleHit, drops_for, rule_hits
+from lab.protocols import PROTOCOLS
+from lab.protocols.base import TunnelContext
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lab.runtime.lab import DockerLab
+
+MIN_DROPS = 2  # its first packet and one retry: a packet in flight when the rules changed is not enough
+POLL_SECONDS = 1.0  # times the runtime's time_scale: each poll is one exec in the router
+COUNTERS_COMMAND = "echo 'chain FORWARD'; iptables -L FORWARD -v -n -x"
+NOTE = "its packets meet a router drop rule that matches every packet of their flow"
+
+
+class _Watcher:
+    """Polls one lab's router while some tunnel of it is being checked."""
+
+    def __init__(self, lab: DockerLab, router: str, poll: float):
+        self.lab, self.router, self.poll = lab, router, poll
+        self.lock = threading.Lock()
+        self.tunnels: dict[str, tuple[TunnelContext, dict[tuple[str, str], int]]] = {}  # id -> (ctx, baseline)
+        self.last: list[RuleHit] | None = None
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def counters(self) -> list[RuleHit]:
+        return rule_hits(self.lab.exec(self.router, COUNTERS_COMMAND, timeout=EVIDENCE_SECONDS).output)
+
+    def add(self, ctx: TunnelContext) -> bool:
+        """Watch the tunnel; False when this watcher has stopped meanwhile (take a new one)."""
+        with self.lock:
+            last = self.last
+        if last is None:  # the lab's first tunnel: its baseline is read now, before it sends anything
+            last = self.counters()
+        with self.lock:
+            if self.stop.is_set():
+                return False
+            self.last = self.last or last
+            # A reading from before this attempt began serves: drops of the same flow counted
+            # since then were made by a rule that drops every packet of it, whoever sent them.
+            self.tunnels[ctx.tunnel.id] = (ctx, {(h.chain, h.comment): h.packets for h in last})
+            if self.thread is None:
+                self.thread = threading.Thread(target=self.run, name=f"vpnlab-blocked-{self.lab.name}", daemon=True)
+                self.thread.start()
+            return True
+
+    def remove(self, ctx: TunnelContext) -> bool:
+        """Forget the tunnel; True when no tunnel is left (the watcher then stops)."""
+        with self.lock:
+            self.tunnels.pop(ctx.tunnel.id, None)
+            if self.tunnels:
+                return False
+            self.stop.set()
+            return True
+
+    def run(self) -> None:
+        while not self.stop.wait(self.poll):
+            try:
+                hits = self.counters()
+            except Exception:  # noqa: BLE001 - the router is busy or gone: the deadline still decides
+                continue
+            with self.lock:
+                self.last = hits
+                watched = list(self.tunnels.items())
+            for tunnel_id, (ctx, baseline) in watched:
+                forward = [h for h in drops_for(hits, PROTOCOLS[ctx.tunnel.protocol].flows) if h.chain == "FORWARD"]
+                if any(h.packets - baseline.get((h.chain, h.comment), 0) >= MIN_DROPS for h in forward):
+                    self.tell(ctx)
+                    with self.lock:
+                        self.tunnels.pop(tunnel_id, None)
+
+    def tell(self, ctx: TunnelContext) -> None:
+        try:  # the note is an argument, never part of the shell line
+            self.lab.exec(ctx.tunnel.client, ["sh", "-c", 'printf "%s\\n" "$1" >"$2"', "sh", NOTE, ctx.blocked_path],
+                          timeout=EVIDENCE_SECONDS)
+        except Exception:  # noqa: BLE001 - the deadline still decides
+            pass
+
+
+_watchers: dict[int, _Watcher] = {}
+_registry = threading.Lock()
+
+
+@contextmanager
+def watched(lab: DockerLab, router: str, ctx: TunnelContext) -> Iterator[None]:
+    """While the tunnel's up-check runs, the lab's watcher may decide it down early."""
+    watcher = _watch(lab, router, ctx)
+    try:
+        yield
+    finally:
+        if watcher is not None:
+            with _registry:
+                if watcher.remove(ctx) and _watchers.get(id(lab)) is watcher:
+                    del _watchers[id(lab)]
+
+
+def _watch(lab: DockerLab, router: str, ctx: TunnelContext) -> _Watcher | None:
+    """The lab's watcher, now watching ``ctx``; None if the router could not be read (the
+    deadline then decides, as it would without this)."""
+    while True:
+        with _registry:
+            watcher = _watchers.get(id(lab))
+            if watcher is None or watcher.stop.is_set():
+                watcher = _watchers[id(lab)] = _Watcher(lab, router, POLL_SECONDS * ctx.environment.time_scale)
+        try:
+            if watcher.add(ctx):
+                return watcher
+        except Exception:  # noqa: BLE001
+            return None
