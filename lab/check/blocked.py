@@ -8,10 +8,10 @@ its daemon retries. Waiting for the protocol's deadline (40 s for L2TP in a User
 guest) would only make a "down" slow, which is not what a user should wait for.
 
 While tunnels are being checked, one watcher per lab reads the counters of the router's
-FORWARD rules every poll. When a drop rule of a tunnel's flows has counted ``MIN_DROPS``
+FORWARD rules every poll (one exec in the router streams the readings). When a drop rule of a tunnel's flows has counted ``MIN_DROPS``
 packets more than when that tunnel's attempt began (its first packet and a retry), the
-watcher leaves a note in the client (``TunnelContext.blocked_path``); the up-check reads it at its next poll
-and ends "down", with the deadline it did not wait for named. The counters themselves are
+watcher leaves a note in the client (``TunnelContext.blocked_path``); the up-check reads it at
+its next poll and ends "down", with the deadline it did not wait for named. The counters themselves are
 quoted in the reason by ``explain``, as for any other down verdict.
 """
 
@@ -30,38 +30,40 @@ if TYPE_CHECKING:  # pragma: no cover
     from lab.runtime.lab import DockerLab
 
 MIN_DROPS = 2  # its first packet and one retry: a packet in flight when the rules changed is not enough
-POLL_SECONDS = 1.0  # times the runtime's time_scale: each poll is one exec in the router
-COUNTERS_COMMAND = "echo 'chain FORWARD'; iptables -L FORWARD -v -n -x"
+POLL_SECONDS = 1.0  # times the runtime's time_scale
+STREAM_SECONDS = 300  # one reading stream's life at most (then another starts, while tunnels are watched)
+END = "==== end of reading"
+# One exec for all the readings: in a one-CPU User-Mode Linux guest an exec costs seconds of the
+# CPU the daemons being checked need, an iptables run in a running shell little.
+LOOP = 'i=0; while [ "$i" -lt "$1" ]; do echo "chain FORWARD"; iptables -L FORWARD -v -n -x; echo "$2"; i=$((i + 1)); sleep "$3"; done'
 NOTE = "its packets meet a router drop rule that matches every packet of their flow"
 
 
+def reading_command(poll: float) -> list[str]:
+    """The router's counters every ``poll`` s, each reading ended by END; bounded in time by
+    ``timeout`` (a reader gone leaves no loop behind)."""
+    return ["timeout", str(STREAM_SECONDS), "sh", "-c", LOOP, "sh", str(int(STREAM_SECONDS / poll) + 1), END, f"{poll:g}"]
+
+
 class _Watcher:
-    """Polls one lab's router while some tunnel of it is being checked."""
+    """Reads one lab's router counters while some tunnel of it is being checked."""
 
     def __init__(self, lab: DockerLab, router: str, poll: float):
         self.lab, self.router, self.poll = lab, router, poll
         self.lock = threading.Lock()
-        self.tunnels: dict[str, tuple[TunnelContext, dict[tuple[str, str], int]]] = {}  # id -> (ctx, baseline)
-        self.last: list[RuleHit] | None = None
+        # tunnel id -> (ctx, counters when its attempt began; None until the first reading)
+        self.tunnels: dict[str, tuple[TunnelContext, dict[tuple[str, str], int] | None]] = {}
         self.stop = threading.Event()
         self.thread: threading.Thread | None = None
-
-    def counters(self) -> list[RuleHit]:
-        return rule_hits(self.lab.exec(self.router, COUNTERS_COMMAND, timeout=EVIDENCE_SECONDS).output)
 
     def add(self, ctx: TunnelContext) -> bool:
         """Watch the tunnel; False when this watcher has stopped meanwhile (take a new one)."""
         with self.lock:
-            last = self.last
-        if last is None:  # the lab's first tunnel: its baseline is read now, before it sends anything
-            last = self.counters()
-        with self.lock:
             if self.stop.is_set():
                 return False
-            self.last = self.last or last
-            # A reading from before this attempt began serves: drops of the same flow counted
-            # since then were made by a rule that drops every packet of it, whoever sent them.
-            self.tunnels[ctx.tunnel.id] = (ctx, {(h.chain, h.comment): h.packets for h in last})
+            # Its baseline is the next reading: drops of its flow counted before that are not
+            # counted for it (a later verdict, never a wrong one: the rule drops every packet).
+            self.tunnels[ctx.tunnel.id] = (ctx, None)
             if self.thread is None:
                 self.thread = threading.Thread(target=self.run, name=f"vpnlab-blocked-{self.lab.name}", daemon=True)
                 self.thread.start()
@@ -76,21 +78,47 @@ class _Watcher:
             self.stop.set()
             return True
 
-    def run(self) -> None:
-        while not self.stop.wait(self.poll):
+    def readings(self) -> Iterator[list[RuleHit]]:
+        """The router's drop counters, one list per reading, until the watcher stops."""
+        while not self.stop.is_set():
+            stream = self.lab.stream(self.router, reading_command(self.poll))
+            text = ""
             try:
-                hits = self.counters()
-            except Exception:  # noqa: BLE001 - the router is busy or gone: the deadline still decides
-                continue
-            with self.lock:
-                self.last = hits
-                watched = list(self.tunnels.items())
+                while not self.stop.is_set():
+                    data = stream.read(1.0)
+                    if data is None:
+                        continue
+                    if not data:
+                        break  # the loop's time is up: another one starts
+                    text += data.decode(errors="replace")
+                    while END + "\n" in text:
+                        block, text = text.split(END + "\n", 1)
+                        yield rule_hits(block)
+            finally:
+                stream.close()
+
+    def run(self) -> None:
+        try:
+            for hits in self.readings():
+                self.judge(hits)
+        except Exception:  # noqa: BLE001 - the router could not be read: the deadlines decide, as without this
+            pass
+
+    def judge(self, hits: list[RuleHit]) -> None:
+        counts = {(h.chain, h.comment): h.packets for h in hits}
+        with self.lock:
+            watched = list(self.tunnels.items())
             for tunnel_id, (ctx, baseline) in watched:
-                forward = [h for h in drops_for(hits, PROTOCOLS[ctx.tunnel.protocol].flows) if h.chain == "FORWARD"]
-                if any(h.packets - baseline.get((h.chain, h.comment), 0) >= MIN_DROPS for h in forward):
-                    self.tell(ctx)
-                    with self.lock:
-                        self.tunnels.pop(tunnel_id, None)
+                if baseline is None:
+                    self.tunnels[tunnel_id] = (ctx, counts)
+        for tunnel_id, (ctx, baseline) in watched:
+            if baseline is None:
+                continue
+            forward = [h for h in drops_for(hits, PROTOCOLS[ctx.tunnel.protocol].flows) if h.chain == "FORWARD"]
+            if any(h.packets - baseline.get((h.chain, h.comment), 0) >= MIN_DROPS for h in forward):
+                self.tell(ctx)
+                with self.lock:
+                    self.tunnels.pop(tunnel_id, None)
 
     def tell(self, ctx: TunnelContext) -> None:
         try:  # the note is an argument, never part of the shell line
@@ -111,22 +139,17 @@ def watched(lab: DockerLab, router: str, ctx: TunnelContext) -> Iterator[None]:
     try:
         yield
     finally:
-        if watcher is not None:
-            with _registry:
-                if watcher.remove(ctx) and _watchers.get(id(lab)) is watcher:
-                    del _watchers[id(lab)]
+        with _registry:
+            if watcher.remove(ctx) and _watchers.get(id(lab)) is watcher:
+                del _watchers[id(lab)]
 
 
-def _watch(lab: DockerLab, router: str, ctx: TunnelContext) -> _Watcher | None:
-    """The lab's watcher, now watching ``ctx``; None if the router could not be read (the
-    deadline then decides, as it would without this)."""
+def _watch(lab: DockerLab, router: str, ctx: TunnelContext) -> _Watcher:
+    """The lab's watcher, now watching ``ctx``."""
     while True:
         with _registry:
             watcher = _watchers.get(id(lab))
             if watcher is None or watcher.stop.is_set():
                 watcher = _watchers[id(lab)] = _Watcher(lab, router, POLL_SECONDS * ctx.environment.time_scale)
-        try:
-            if watcher.add(ctx):
-                return watcher
-        except Exception:  # noqa: BLE001
-            return None
+        if watcher.add(ctx):
+            return watcher

@@ -71,3 +71,39 @@ def bounded_exec(api: Any, container_id: str, node: str, cmd: list[str], seconds
             if hasattr(layer, "close"):
                 layer.close()
     return api.exec_inspect(exec_id).get("ExitCode") or 0, demultiplex(raw)
+
+
+class ExecStream:
+    """An exec whose output is read as it comes (a watcher's readings), without the exec's end."""
+
+    def __init__(self, api: Any, container_id: str, cmd: list[str]):
+        self.exec_id = api.exec_create(container_id, cmd)["Id"]
+        self.sock = api.exec_start(self.exec_id, socket=True)
+        self.raw = bytearray()  # a frame cut by recv waits here for its rest
+
+    def read(self, seconds: float) -> bytes | None:
+        """The output that arrived within ``seconds``: None if nothing did, b"" once the exec ended."""
+        # The socket itself, not a SocketIO around it: once a SocketIO's read timed out, every
+        # later read of it fails ("cannot read from timed out object").
+        raw = getattr(self.sock, "_sock", self.sock)
+        try:
+            raw.settimeout(seconds)
+            chunk = raw.recv(65536)
+        except (TimeoutError, OSError):
+            return None
+        if not chunk:
+            return b""
+        self.raw += chunk
+        out = bytearray()
+        while len(self.raw) >= HEADER.size:
+            _, length = HEADER.unpack_from(self.raw)
+            if len(self.raw) < HEADER.size + length:
+                break
+            out += self.raw[HEADER.size : HEADER.size + length]
+            del self.raw[: HEADER.size + length]
+        return bytes(out)
+
+    def close(self) -> None:
+        for layer in (self.sock, getattr(self.sock, "_sock", None)):
+            if hasattr(layer, "close"):
+                layer.close()

@@ -25,7 +25,7 @@ from lab import __version__
 from lab.errors import LabExistsError, LabNotFound, LabRuntimeError, NodeNotFound, VpnlabError
 from lab.images import image_tag
 from lab.node_files import CONF_DIR, NodeFile
-from lab.runtime.bounded_exec import bounded_exec
+from lab.runtime.bounded_exec import ExecStream, bounded_exec
 from lab.runtime.engine import (
     LABEL_HASH,
     LABEL_LAB,
@@ -136,6 +136,11 @@ class DockerLab:
         return ExecResult(node, command if isinstance(command, str) else " ".join(command), exit_code or 0, text)
 
     # --- up / down ----------------------------------------------------------
+
+
+    def stream(self, node: str, cmd: list[str]) -> ExecStream:
+        """Start ``cmd`` in ``node`` and read its output as it comes (bound its life in ``cmd`` itself)."""
+        return ExecStream(self.client.api, self.container(node).id, cmd)
 
     def prepare(self, topology: Topology, owner: str) -> bool:
         """Decide what to do with an existing lab of this name, the name's lock held (see

@@ -32,6 +32,23 @@ def rule(packets: int, comment: str) -> str:
     return f"{packets:>8} {packets * 60:>10} DROP       17   --  *      *       0.0.0.0/0            0.0.0.0/0            /* {comment} */\n"
 
 
+class FakeStream:
+    """A reading per poll, as the router's loop prints them, split across reads at odd places."""
+
+    def __init__(self, lab: RouterLab):
+        self.lab, self.pending = lab, b""
+
+    def read(self, seconds: float) -> bytes | None:
+        if not self.pending:
+            time.sleep(0.02)
+            self.pending = (self.lab.reading() + blocked.END + "\n").encode()
+        chunk, self.pending = self.pending[:100], self.pending[100:]
+        return chunk
+
+    def close(self) -> None:
+        pass
+
+
 class RouterLab:
     """The router answers with the counters of the moment; notes written to clients are kept."""
 
@@ -41,13 +58,19 @@ class RouterLab:
         self.counts = {"vpnlab: block udp/1194": 0, "vpnlab: block udp/4000": 0}
         self.notes: dict[str, list[tuple[str, str]]] = {}
         self.lock = threading.Lock()
+        self.streams = 0
+
+    def reading(self) -> str:
+        with self.lock:
+            return HEAD + "".join(rule(n, c) for c, n in self.counts.items())
+
+    def stream(self, node: str, cmd: list[str]) -> FakeStream:
+        assert node == "router" and cmd[0] == "timeout"  # the loop in the router is bounded in time
+        self.streams += 1
+        return FakeStream(self)
 
     def exec(self, node: str, command, *, timeout: float | None = None) -> ExecResult:
         assert timeout is not None  # every exec is bounded
-        if node == "router":
-            with self.lock:
-                text = HEAD + "".join(rule(n, c) for c, n in self.counts.items())
-            return ExecResult(node, str(command), 0, text)
         assert isinstance(command, list) and command[:2] == ["sh", "-c"]  # the note is an argument
         self.notes.setdefault(node, []).append((command[4], command[5]))
         return ExecResult(node, " ".join(command), 0, "")
@@ -79,6 +102,7 @@ def wait_for(predicate, seconds: float = 2.0) -> bool:
 def test_a_rule_dropping_the_tunnels_flow_twice_tells_its_client() -> None:
     lab, ctx = RouterLab(), contexts()
     with blocked.watched(lab, "router", ctx["alice"]), blocked.watched(lab, "router", ctx["bob"]):
+        time.sleep(0.1)  # the first reading: the tunnels' baseline
         lab.drop("vpnlab: block udp/1194", 1)
         time.sleep(0.1)
         assert lab.notes == {}  # one packet may have been in flight: not yet
@@ -114,3 +138,4 @@ def test_the_watcher_stops_with_its_last_tunnel_and_a_new_one_starts_after() -> 
     assert id(lab) not in blocked._watchers and first.stop.is_set()
     with blocked.watched(lab, "router", ctx["alice"]):
         assert blocked._watchers[id(lab)] is not first
+    assert lab.streams == 2  # one stream of readings per watcher, not an exec per reading
