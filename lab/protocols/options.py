@@ -16,7 +16,6 @@ Options = dict[str, str | int | bool]
 # frame (9000). Larger than the path's MTU is allowed: the outer packets are then fragmented,
 # which is one of the things a lab may want to see.
 MTU_RANGE = (576, 9000)
-PORT_RANGE = (1, 65535)
 
 
 def number_problem(options: Options, key: str, what: str, bounds: tuple[int, int]) -> dict[str, str]:
