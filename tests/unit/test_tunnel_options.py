@@ -23,7 +23,7 @@ def lines(text: str) -> list[str]:
 
 def test_openvpn_keepalive_is_the_clients_own_and_the_server_serves_the_most_demanding() -> None:
     alice = lines(files_of("alice")["/etc/vpnlab/openvpn/openvpn-udp-vpn.conf"])
-    assert ["pull-filter ignore \"ping\"", "ping 4", "ping-restart 20", "tun-mtu 1400"] == [
+    assert ['pull-filter ignore "ping"', "ping 4", "ping-restart 20", 'pull-filter ignore "tun-mtu"', "tun-mtu 1400"] == [
         line for line in alice if line.startswith(("pull-filter", "ping", "tun-mtu"))
     ]
     bob = lines(files_of("bob")["/etc/vpnlab/openvpn/openvpn-udp-vpn.conf"])
