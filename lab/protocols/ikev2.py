@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 
 from lab.kernel.needs import Alternative, Need
 from lab.protocols.base import Flow, NodeFile, Protocol, ServerContext, TunnelContext
+from lab.protocols.options import Options, number_problem, refused
 from lab.render import render
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -44,6 +45,16 @@ if TYPE_CHECKING:  # pragma: no cover
 
 CONN = "ikev2"
 POOL_FIRST_HOST = 10
+# 'dpd: N': IKEv2 liveness checks (swanctl's dpd_delay) every N s. strongSwan 5.9 (Debian 12)
+# names the actions clear|trap|restart (6.0 renamed restart to start): the client re-initiates
+# a dead peer's SAs (restart), the server only forgets them (clear): a road warrior's server
+# cannot call it back.
+DPD_RANGE = (1, 3600)
+MTU_REFUSED = (
+    "not supported for ikev2: charon has no per-connection MTU (kernel-libipsec's TUN device is "
+    "one for the node, and kernel ESP has no tunnel interface); mtu is an option of wireguard, "
+    "openvpn-udp, openvpn-tcp, pptp, l2tp and l2tp-ipsec (its PPP link)"
+)
 
 
 class Ikev2(Protocol):
@@ -75,6 +86,8 @@ class Ikev2(Protocol):
             pool_first=subnet.network_address + POOL_FIRST_HOST,
             pool_last=subnet.broadcast_address - 1,
             ca=strongswan.CA_FILE,
+            # one connection serves every client: it checks as often as the most eager asks
+            dpd=self._server_dpd(ctx),
         )
         return [
             *strongswan.node_files(ctx.server, ctx.environment),
@@ -118,6 +131,7 @@ class Ikev2(Protocol):
             server_wan=ctx.server_wan,
             server_address=self.server_tunnel_address(ctx.plan, server),
             ca=strongswan.CA_FILE,
+            dpd=ctx.tunnel.options.get("dpd"),
         )
         return [
             *strongswan.node_files(client, ctx.environment),
@@ -164,6 +178,16 @@ class Ikev2(Protocol):
         if backend:
             facts.append(backend)
         return facts
+
+    def option_problems(self, options: Options) -> dict[str, str]:
+        return {
+            **number_problem(options, "dpd", "seconds between IKEv2 liveness checks (dpd_delay)", DPD_RANGE),
+            **refused(options, "mtu", MTU_REFUSED),
+        }
+
+    def _server_dpd(self, ctx: ServerContext) -> int | None:
+        given = [int(v) for t in ctx.tunnels(self.name) if (v := t.options.get("dpd")) is not None]
+        return min(given) if given else None
 
     @staticmethod
     def _conn(ctx: TunnelContext) -> str:

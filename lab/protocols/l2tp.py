@@ -90,6 +90,7 @@ class L2tp(PppProtocol):
             remotename=server_name(server, self.name),
             iface=self.client_interface(ctx),
             common=COMMON_OPTIONS,
+            mtu=ctx.tunnel.options.get("mtu"),
             log=ctx.log_path,
         )
         return [

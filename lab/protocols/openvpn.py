@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from lab.kernel.needs import Alternative, Need
 from lab.protocols.base import CONF_DIR, RUN_DIR, Flow, Listen, NodeFile, Protocol, ServerContext, TunnelContext
+from lab.protocols.options import Options, mtu_problem, number_problem, refused
 from lab.render import render
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -19,6 +20,18 @@ if TYPE_CHECKING:  # pragma: no cover
 
 PORT = 1194
 FILES = f"{CONF_DIR}/openvpn"
+# 'keepalive A B' (seconds): ping every A s, restart after B s without a packet from the peer
+# (the server waits 2 B). vpnlab's default is 'keepalive 2 10'; a tunnel's
+# 'options: {keepalive: A}' gives B = RESTART_FACTOR * A, the same ratio.
+DEFAULT_KEEPALIVE = 2
+RESTART_FACTOR = 5
+KEEPALIVE_RANGE = (1, 3600)
+# Why 'port' is refused: the port is one of the protocol's facts (its flows and listens), not a
+# tunnel's, and everything that matches OpenVPN's traffic reads them (see option_problems).
+PORT_REFUSED = (
+    "not supported: OpenVPN runs on {flow} only; the router's passthrough and strict drops, "
+    "the port-clash check and the conntrack evidence all match that fixed port"
+)
 
 
 class OpenVpn(Protocol):
@@ -34,6 +47,8 @@ class OpenVpn(Protocol):
             iface=self.server_interface(),
             local=ctx.wan_address,
             port=PORT,
+            keepalive=self._server_keepalive(ctx),
+            default_keepalive=(DEFAULT_KEEPALIVE, RESTART_FACTOR * DEFAULT_KEEPALIVE),
             network=subnet.network_address,
             netmask=subnet.netmask,
             files=FILES,
@@ -57,6 +72,8 @@ class OpenVpn(Protocol):
             iface=self.client_interface(ctx),
             remote=ctx.server_wan,
             port=PORT,
+            keepalive=self._client_keepalive(ctx),
+            mtu=ctx.tunnel.options.get("mtu"),
             server_name=server,
             files=FILES,
             server=server,
@@ -70,6 +87,29 @@ class OpenVpn(Protocol):
                 ctx.secrets.ca.cert_pem, tls.cert_pem, tls.key_pem, ctx.secrets.openvpn_tls_crypt(server), server
             ),
         ]
+
+    def option_problems(self, options: Options) -> dict[str, str]:
+        return {
+            **refused(options, "port", PORT_REFUSED.format(flow=f"{self.transport}/{PORT}")),
+            **number_problem(options, "keepalive", "seconds between OpenVPN pings", KEEPALIVE_RANGE),
+            **mtu_problem(options, "the client's tun-mtu"),
+        }
+
+    def _server_keepalive(self, ctx: ServerContext) -> tuple[int, int] | None:
+        """(ping, ping-restart) of the server when a tunnel to it sets ``keepalive``, else None
+        (the default 'keepalive 2 10', pushed to every client). One daemon serves every client:
+        it pings as often as the most eager one asks and gives a client up only after twice the
+        longest ping-restart (OpenVPN's 2 B); the clients ping as their own tunnels say."""
+        given = [t.options.get("keepalive") for t in ctx.tunnels(self.name)]
+        if all(value is None for value in given):
+            return None
+        pings = [int(value) if value is not None else DEFAULT_KEEPALIVE for value in given]
+        return min(pings), 2 * RESTART_FACTOR * max(pings)
+
+    @staticmethod
+    def _client_keepalive(ctx: TunnelContext) -> tuple[int, int] | None:
+        keepalive = ctx.tunnel.options.get("keepalive")
+        return (int(keepalive), int(keepalive) * RESTART_FACTOR) if keepalive is not None else None
 
     def pidfile(self, server: str) -> str:
         return f"{RUN_DIR}/{self.name}-{server}.pid"

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 from lab.credentials import LabSecrets
 from lab.protocols.base import CONF_DIR, RUN_DIR, NodeFile, Protocol, TunnelContext
+from lab.protocols.options import Options, mtu_problem
 from lab.render import render
 from lab.topology.model import Topology, Tunnel
 
@@ -56,6 +57,10 @@ def common_options() -> NodeFile:
 
 class PppProtocol(Protocol):
     needs_ppp = True
+
+    def option_problems(self, options: Options) -> dict[str, str]:
+        # 'mtu: N' becomes the client pppd's 'mtu N' and 'mru N' (what it sends and asks for)
+        return mtu_problem(options, "the client pppd's mtu and mru")
 
     def pidfile(self, server: str) -> str:
         return f"{RUN_DIR}/{self.name}-{server}.pid"

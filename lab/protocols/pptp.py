@@ -100,6 +100,7 @@ class Pptp(PppProtocol):
             remotename=server_name(server, self.name),
             iface=self.client_interface(ctx),
             common=COMMON_OPTIONS,
+            mtu=ctx.tunnel.options.get("mtu"),
             mppe_script=MPPE_SCRIPT,
             mppe_options=MPPE_OPTIONS,
             log=ctx.log_path,

@@ -6,12 +6,12 @@ Keys are made per lab. One server interface carries every client as a peer
 
 from __future__ import annotations
 
-import json
 from ipaddress import IPv4Network
 from typing import TYPE_CHECKING
 
 from lab.kernel.needs import Alternative, Need
 from lab.protocols.base import CONF_DIR, LOG_DIR, Flow, Listen, NodeFile, Protocol, ServerContext, TunnelContext
+from lab.protocols.options import Options, mtu_problem, number_problem
 from lab.render import render
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -76,18 +76,19 @@ class WireGuard(Protocol):
         )
         return [NodeFile(f"{CONF_DIR}/wireguard/{iface}.conf", conf, 0o600), self._up_script()]
 
-    def option_problems(self, options: dict[str, str | int | bool]) -> dict[str, str]:
-        keepalive = options.get("keepalive")
-        low, high = KEEPALIVE_RANGE
-        # bool is an int in Python: 'keepalive: true' is refused, not read as 1 s
-        if keepalive is not None and (type(keepalive) is not int or not low <= keepalive <= high):
-            return {"keepalive": f"must be PersistentKeepalive seconds, a number {low}-{high}, not {json.dumps(keepalive)}"}
-        return {}
+    def option_problems(self, options: Options) -> dict[str, str]:
+        return {
+            **number_problem(options, "keepalive", "PersistentKeepalive seconds", KEEPALIVE_RANGE),
+            **mtu_problem(options, "the client's wg interface MTU"),
+        }
 
     def client_start(self, ctx: TunnelContext) -> list[str]:
         iface = self.client_interface(ctx)
         address = f"{self.client_tunnel_address(ctx.plan, ctx.tunnel.server, ctx.tunnel.client)}/24"
-        return [f"sh {CONF_DIR}/wireguard/up.sh {iface} {CONF_DIR}/wireguard/{iface}.conf {address} >>{ctx.log_path} 2>&1"]
+        start = [f"sh {CONF_DIR}/wireguard/up.sh {iface} {CONF_DIR}/wireguard/{iface}.conf {address} >>{ctx.log_path} 2>&1"]
+        # 'MTU' is wg-quick's, not a 'wg setconf' key: set on the link once it exists
+        mtu = ctx.tunnel.options.get("mtu")
+        return start + ([f"ip link set dev {iface} mtu {mtu} >>{ctx.log_path} 2>&1"] if mtu is not None else [])
 
     def client_stop(self, ctx: TunnelContext) -> list[str]:
         # wireguard-go exits once its interface is deleted

@@ -151,3 +151,69 @@ def test_a_block_switched_on_while_the_tunnel_is_up_stops_it_at_once(vpnlab_sess
     assert "steps[1] router: block udp/1194 added; rules applied" in proc.stdout
     left = vpnlab_session.client.containers.list(all=True, filters={"label": "vpnlab.lab=scenario-switch-flip"})
     assert left == []
+
+
+CONNTRACK_FLUSH = REPO / "topologies" / "scenario-conntrack-flush.yml"
+FLUSH_TUNNELS = ("quiet/wireguard", "chatty/wireguard", "ovudp/openvpn-udp", "ovtcp/openvpn-tcp")
+
+
+def _client_ports(entries: list[str]) -> set[str]:
+    """The client's (kept) source ports in the router's entries of a tunnel's flow."""
+    return {m.group(1) for line in entries for m in [re.search(r"sport=(\d+) dport=(?:51820|1194) ", line)] if m}
+
+
+def test_a_conntrack_flush_cuts_the_way_in_until_each_client_speaks(vpnlab_session, tmp_path: Path) -> None:
+    out = tmp_path / "result.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "lab", "run", str(CONNTRACK_FLUSH), "--runtime", "docker", "--json", str(out)],
+        capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+    )
+    print(proc.stdout)  # the scenario's lines, shown with -s
+    data = json.loads(out.read_text())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    steps = data["steps"]
+    kinds = ["check", "exec", "wait", "flush", "wait", "check", "exec", "check", "check"]
+    assert [s["kind"] for s in steps] == kinds
+    assert all(s["passed"] for s in steps), json.dumps(steps, indent=1)
+
+    def verdicts(step: dict) -> dict[str, dict]:
+        return {v["tunnel"]: v for v in step["verdicts"]}
+
+    before = verdicts(steps[0])
+    assert {t: v["observed"] for t, v in before.items()} == dict.fromkeys(FLUSH_TUNNELS, "up")
+    ports = {t: _client_ports(v["evidence"]["router_conntrack"]) for t, v in before.items()}
+    assert all(len(p) == 1 for p in ports.values()), ports
+    # the router picks up TCP mid-stream (nf_conntrack_tcp_loose=1): what lets OpenVPN TCP heal
+    assert steps[1]["output"][0] == "1"
+    assert "emptied" in " ".join(steps[3]["output"]) and steps[3]["exit_code"] == 0
+
+    after_flush = verdicts(steps[5])
+    assert all(v["direction"] == "server" for v in after_flush.values())
+    quiet = after_flush["quiet/wireguard"]
+    # no keepalive due (25 s): the client said nothing since the flush, and the router has no entry
+    assert quiet["observed"] == "down" and quiet["evidence"]["router_conntrack"] == []
+    assert "no router conntrack entry for udp/51820" in quiet["reason"]
+    for tunnel in ("chatty/wireguard", "ovudp/openvpn-udp", "ovtcp/openvpn-tcp"):
+        healed = after_flush[tunnel]
+        assert healed["observed"] == "up", healed
+        # the client's keepalive made the mapping again, on the same public port (masquerade keeps
+        # the source port when it is free): the server's endpoint for the client holds again
+        assert _client_ports(healed["evidence"]["router_conntrack"]) == ports[tunnel], healed
+    tcp = after_flush["ovtcp/openvpn-tcp"]["evidence"]["router_conntrack"]
+    assert all(" ESTABLISHED " in line for line in tcp), tcp  # picked up mid-stream: no SYN was seen
+
+    # where the server's packets went meanwhile: to the router itself, dropped there, no entry left
+    router = steps[6]["output"]
+    drops = [line for line in router if "vpnlab: input unsolicited from wan" in line]
+    counter = re.search(r" -c (\d+) \d+", drops[0]) if drops else None
+    assert counter is not None and int(counter.group(1)) > 0, router
+    originals = [m.group(1) for line in router for m in [re.search(r"src=(\S+) dst=", line)] if m]
+    assert originals and "203.0.113.10" not in originals  # every entry began on the LAN side
+
+    spoke = verdicts(steps[7])
+    assert {t: v["observed"] for t, v in spoke.items()} == dict.fromkeys(FLUSH_TUNNELS, "up")
+    assert _client_ports(spoke["quiet/wireguard"]["evidence"]["router_conntrack"]) == ports["quiet/wireguard"]
+    way_in = verdicts(steps[8])
+    assert {t: (v["direction"], v["observed"]) for t, v in way_in.items()} == dict.fromkeys(FLUSH_TUNNELS, ("server", "up"))
+    left = vpnlab_session.client.containers.list(all=True, filters={"label": "vpnlab.lab=scenario-conntrack-flush"})
+    assert left == []
