@@ -13,9 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from lab.kernel import KernelFeatures, ProtocolSupport, check_protocol
+from lab.kernel import FEATURE_LABELS, KernelFeatures, ProtocolSupport, check_protocol
 from lab.protocols.base import Environment
 from lab.topology.model import Topology
+
+
+LINK_CONDITIONS = "link conditions"  # the needs' key beside the protocols' names
 
 
 @dataclass(frozen=True)
@@ -46,13 +49,31 @@ class Capabilities:
         """Per protocol, the features it needs that this kernel lacks (empty list: none)."""
         return {p: self.support(p).missing for p in sorted(set(protocols))}
 
+    def link_missing(self, topology: Topology) -> list[str]:
+        """What this kernel lacks for the topology's link conditions (delay/loss need netem).
+        Missing only when the probe said no: an unknown answer lets the lab try."""
+        if topology.uses_netem and self.features.available("netem") is False:
+            return [FEATURE_LABELS["netem"]]
+        return []
+
+    def needs(self, topology: Topology) -> dict[str, list[str]]:
+        """Per protocol of the topology, and for its link conditions, what this kernel lacks."""
+        needs = self.missing(t.protocol for t in topology.tunnels)
+        if topology.uses_netem:
+            needs[LINK_CONDITIONS] = self.link_missing(topology)
+        return needs
+
     def skips(self, topology: Topology) -> dict[int, str]:
-        """Tunnels this kernel cannot run, by index, with the missing feature named."""
-        return {
-            i: f"kernel {self.release} lacks " + "; ".join(self.support(t.protocol).missing)
-            for i, t in enumerate(topology.tunnels)
-            if self.support(t.protocol).runnable is False
-        }
+        """Tunnels this kernel cannot run, by index, with the missing feature named. Link
+        conditions this kernel cannot apply skip every tunnel: none would be judged on the
+        links the topology describes."""
+        link = [f"{m} for the link conditions (delay, loss)" for m in self.link_missing(topology)]
+        skips = {}
+        for i, t in enumerate(topology.tunnels):
+            missing = (self.support(t.protocol).missing if self.support(t.protocol).runnable is False else []) + link
+            if missing:
+                skips[i] = f"kernel {self.release} lacks " + "; ".join(missing)
+        return skips
 
     def notes(self, topology: Topology) -> dict[str, str]:
         """Per protocol: what this kernel lacks that is recommended (said in every result of it)."""

@@ -8,7 +8,7 @@ render these without any engine.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from lab.protocols import PROTOCOLS
@@ -16,6 +16,7 @@ from lab.protocols.base import CONF_DIR, LOG_DIR, RUN_DIR, Environment, NodeFile
 from lab.render import render
 from lab.router.rules import render_ruleset
 from lab.check.scripts import tunnel_files
+from lab.topology.links import LinkConditions
 from lab.topology.model import STUN_NODE
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -33,6 +34,13 @@ class Link:
     ifname: str
     address: str  # CIDR
     secondary: tuple[str, ...] = ()  # more CIDRs on the same interface (the STUN node's alternate address)
+    mtu: int | None = None  # both ends of the veth (lab.runtime.wiring); None: the kernel's 1500
+    netem: str = ""  # `tc ... netem` arguments for what the node sends (LinkConditions.netem_args)
+
+
+def conditioned(link: Link, conditions: LinkConditions) -> Link:
+    """``link`` with the topology's conditions on it (numbers rendered by LinkConditions)."""
+    return replace(link, mtu=conditions.mtu, netem=conditions.netem_args())
 
 
 @dataclass
@@ -59,13 +67,13 @@ def _devices(protocols: set[str], environment: Environment) -> list[str]:
 
 
 def router_node(plan: LabPlan) -> NodeSpec:
-    router, addresses = plan.router, plan.addresses
+    router, addresses, links = plan.router, plan.addresses, plan.topology.router.links
     return NodeSpec(
         name=router.name,
         role="router",
         links=[
-            Link("lan", router.lan_if, f"{addresses.router_lan}/{addresses.lan.prefixlen}"),
-            Link("wan", router.wan_if, f"{addresses.router_wan}/{addresses.wan.prefixlen}"),
+            conditioned(Link("lan", router.lan_if, f"{addresses.router_lan}/{addresses.lan.prefixlen}"), links.lan),
+            conditioned(Link("wan", router.wan_if, f"{addresses.router_wan}/{addresses.wan.prefixlen}"), links.wan),
         ],
         sysctls=dict(router.sysctls),
         files=[NodeFile(f"{CONF_DIR}/rules.v4", render_ruleset(router))],
@@ -79,7 +87,7 @@ def server_node(plan: LabPlan, name: str) -> NodeSpec:
     node = NodeSpec(
         name=name,
         role="server",
-        links=[Link("wan", "eth0", f"{plan.addresses.servers[name]}/{plan.addresses.wan.prefixlen}")],
+        links=[conditioned(Link("wan", "eth0", f"{plan.addresses.servers[name]}/{plan.addresses.wan.prefixlen}"), server.link)],
         routes=server_routes(plan),
         devices=_devices(set(server.protocols), plan.environment),
     )
@@ -102,10 +110,11 @@ def server_routes(plan: LabPlan) -> list[str]:
 
 def client_node(plan: LabPlan, name: str) -> NodeSpec:
     tunnels = plan.tunnels_of(name)
+    link = Link("lan", "eth0", f"{plan.addresses.clients[name]}/{plan.addresses.lan.prefixlen}")
     node = NodeSpec(
         name=name,
         role="client",
-        links=[Link("lan", "eth0", f"{plan.addresses.clients[name]}/{plan.addresses.lan.prefixlen}")],
+        links=[conditioned(link, plan.topology.client(name).link)],
         routes=[f"default via {plan.addresses.router_lan} dev eth0"],
         devices=_devices({ctx.tunnel.protocol for ctx in tunnels}, plan.environment),
     )

@@ -84,8 +84,8 @@ class Session:
         return replace(environment, time_scale=self.runtime.time_scale, runtime=self.runtime.name)
 
     def missing_on_host(self, topology: Topology) -> dict[str, list[str]]:
-        """Per protocol of the topology, what the host's kernel lacks for it."""
-        return self.capabilities(self.host).missing(t.protocol for t in topology.tunnels)
+        """Per protocol of the topology (and for its link conditions), what the host's kernel lacks."""
+        return self.capabilities(self.host).needs(topology)
 
     def open_runtime(self, choice: str, topology: Topology | None = None) -> Runtime:
         """Choose (see lab.runtime.registry.choose_runtime) and open the runtime for this session."""

@@ -65,7 +65,7 @@ class _Watcher:
             # counted for it (a later verdict, never a wrong one: the rule drops every packet).
             self.tunnels[ctx.tunnel.id] = (ctx, None)
             if self.thread is None:
-                self.thread = threading.Thread(target=self.run, name=f"vpnlab-blocked-{self.lab.name}", daemon=True)
+                self.thread = threading.Thread(target=self.run, name="vpnlab-blocked", daemon=True)
                 self.thread.start()
             return True
 

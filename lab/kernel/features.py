@@ -10,7 +10,7 @@ from typing import Any
 
 FEATURE_NAMES = (
     "tun", "ppp", "l2tp", "pptp", "xfrm", "esp", "wireguard",
-    "pptp_helper", "nf_nat_pptp", "conntrack_sysctl",
+    "pptp_helper", "nf_nat_pptp", "conntrack_sysctl", "netem",
 )
 
 # How a person looks for each feature (module / config / device node).
@@ -25,6 +25,7 @@ FEATURE_LABELS = {
     "pptp_helper": "PPTP conntrack helper (nf_conntrack_pptp, xt_CT)",
     "nf_nat_pptp": "PPTP NAT helper (nf_nat_pptp)",
     "conntrack_sysctl": "conntrack sysctls (nf_conntrack)",
+    "netem": "netem (sch_netem)",
 }
 
 

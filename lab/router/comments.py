@@ -28,6 +28,12 @@ def block(label: str) -> str:
     return f"{_BLOCK}{label}"
 
 
+def block_own(label: str) -> str:
+    """The OUTPUT drop of a ``router.block`` ICMP type: the ones the router sends itself (its
+    own "fragmentation needed" when a packet is larger than its WAN link's MTU)."""
+    return f"{_BLOCK}{label} sent by the router"
+
+
 def strict_allowed(label: str) -> str:
     """The FORWARD accept of one ``router.allow_out`` entry."""
     return f"{COMMENT_PREFIX} strict: allowed out {label}"

@@ -14,7 +14,7 @@ from lab.router import comments
 from lab.router.comments import COMMENT_PREFIX
 from lab.router.helpers import CONNTRACK_SYSCTLS, HELPERS, HelperFlow, passthrough_flows
 from lab.topology.addressing import AddressPlan
-from lab.topology.model import AllowRule, Topology
+from lab.topology.model import ICMP_TYPES, AllowRule, Topology
 
 if TYPE_CHECKING:  # pragma: no cover
     from lab.protocols.base import Protocol
@@ -30,10 +30,13 @@ class DropRule:
     proto: str
     port_low: int | None = None
     port_high: int | None = None
+    icmp_type: str | None = None  # iptables' name (lab.topology.model.ICMP_TYPES)
 
     @property
     def match(self) -> str:
         spec = f"-p {self.proto}"
+        if self.icmp_type is not None:
+            return f"{spec} -m icmp --icmp-type {self.icmp_type}"
         if self.port_low is not None:
             ports = str(self.port_low) if self.port_low == self.port_high else f"{self.port_low}:{self.port_high}"
             spec += f" --dport {ports}"
@@ -59,6 +62,7 @@ class RouterPlan:
     name: str = ROUTER_NODE
     allowed_out: list[DropRule] | None = None
     strict_drops: list[DropRule] = field(default_factory=list)
+    output_drops: list[DropRule] = field(default_factory=list)  # of what the router sends itself
 
     @property
     def masquerades(self) -> bool:
@@ -82,8 +86,12 @@ def plan_router(topology: Topology, plan: AddressPlan) -> RouterPlan:
         for proto, port in flows:
             label = f"{proto}/{port}" if port else proto
             drops.append(DropRule(comments.passthrough_off(family, label), proto, port, port))
+    output_drops: list[DropRule] = []
     for block in router.block:
-        drops.append(DropRule(comments.block(block.label), block.proto, block.port_low, block.port_high))
+        icmp_type = ICMP_TYPES[block.icmp_type] if block.icmp_type else None
+        drops.append(DropRule(comments.block(block.label), block.proto, block.port_low, block.port_high, icmp_type))
+        if icmp_type is not None:  # an ICMP error is mostly the router's own: its OUTPUT too
+            output_drops.append(DropRule(comments.block_own(block.label), block.proto, icmp_type=icmp_type))
 
     allowed_out, strict_drops = _strict(router.allow_out)
 
@@ -103,6 +111,7 @@ def plan_router(topology: Topology, plan: AddressPlan) -> RouterPlan:
         sysctls=sysctls,
         allowed_out=allowed_out,
         strict_drops=strict_drops,
+        output_drops=output_drops,
     )
 
 

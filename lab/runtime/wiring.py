@@ -26,13 +26,14 @@ class Port:
     ifname: str  # inside the node
     segment: str
     switch_port: str  # the veth end on the switch's bridge
+    mtu: int | None = None  # both ends (a topology's link mtu); None: the kernel's default
 
 
 def plan_ports(nodes: list[NodeSpec], pids: dict[str, int]) -> list[Port]:
     ports = []
     for node in nodes:
         for link in node.links:
-            ports.append(Port(node.name, pids[node.name], link.ifname, link.segment, f"p{len(ports)}"))
+            ports.append(Port(node.name, pids[node.name], link.ifname, link.segment, f"p{len(ports)}", link.mtu))
     return ports
 
 
@@ -48,6 +49,13 @@ def wiring_script(ports: list[Port]) -> str:
         lines += [
             f"# {port.node}: {port.ifname} on the {port.segment} segment",
             f"ip link add {port.switch_port} type veth peer name {port.ifname} netns {port.pid}",
-            f"ip link set {port.switch_port} master {BRIDGES[port.segment]} up",
         ]
+        if port.mtu is not None:
+            # Both ends: the bridge drops a frame larger than its port's MTU without a word
+            # (no ICMP from layer 2), so a lower MTU on one end only would be a silent black
+            # hole. The node's end is set as it is made: the switch cannot enter the node's
+            # namespace afterwards (setns needs more than NET_ADMIN).
+            lines[-1] = (f"ip link add {port.switch_port} mtu {port.mtu:d} type veth"
+                         f" peer name {port.ifname} mtu {port.mtu:d} netns {port.pid}")
+        lines.append(f"ip link set {port.switch_port} master {BRIDGES[port.segment]} up")
     return "\n".join(lines) + "\n"

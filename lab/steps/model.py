@@ -34,6 +34,9 @@ class CheckSpec(_Strict):
     # who sends the probe: the client (to the server's tunnel address) or the server (to the
     # client's tunnel address: traffic from the outside in, which an expired NAT entry breaks)
     direction: Literal["client", "server"] = Field(default="client", alias="from")
+    # the probe's ICMP payload in bytes, sent with DF set (ping -M do -s SIZE): a path-MTU
+    # black hole passes the up-check's small pings and swallows these; None: ping's default
+    size: int | None = Field(default=None, ge=16, le=8972, strict=True)
 
 
 class ExecSpec(_Strict):

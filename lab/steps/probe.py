@@ -36,18 +36,27 @@ def _loop(ping: str, what: str, seconds: float, before: str = "") -> str:
     )
 
 
-def client_probe(ctx: TunnelContext) -> str:
+def sized(size: int | None) -> tuple[str, str]:
+    """ping's options and the words for a probe of ``size`` bytes with DF set (None: default)."""
+    if size is None:
+        return "", ""
+    return f" -M do -s {int(size)}", f" ({int(size)} bytes, DF set)"
+
+
+def client_probe(ctx: TunnelContext, size: int | None = None) -> str:
     """Run on the client: ping the server's tunnel address through the tunnel."""
     proto = PROTOCOLS[ctx.tunnel.protocol]
     iface = proto.client_interface(ctx)
     peer = proto.server_tunnel_address(ctx.plan, ctx.tunnel.server)
     source = proto.ping_source(ctx)
+    options, words = sized(size)
     if source is None:
-        return _loop(f"ping -n -c 1 -W 1 -I {iface} {peer}", f"ping {peer} from the client through {iface}", probe_seconds(ctx))
+        return _loop(f"ping -n -c 1 -W 1{options} -I {iface} {peer}",
+                     f"ping {peer}{words} from the client through {iface}", probe_seconds(ctx))
     # policy-based IPsec: the ping leaves from the tunnel's source address (the virtual IP)
     return _loop(
-        f'[ -n "$src" ] && ping -n -c 1 -W 1 -I "$src" {peer}',
-        f"ping {peer} from the client's $src",
+        f'[ -n "$src" ] && ping -n -c 1 -W 1{options} -I "$src" {peer}',
+        f"ping {peer}{words} from the client's $src",
         probe_seconds(ctx),
         before=f"src=$({source}); ",
     )
@@ -63,13 +72,14 @@ def client_address_command(ctx: TunnelContext) -> str:
     return f"set -- $(ip -4 -o address show dev {proto.client_interface(ctx)} 2>/dev/null); echo \"${{4%/*}}\""
 
 
-def server_probe(ctx: TunnelContext, client_address: str) -> str:
+def server_probe(ctx: TunnelContext, client_address: str, size: int | None = None) -> str:
     """Run on the server: ping ``client_address`` from the server's tunnel address."""
     proto = PROTOCOLS[ctx.tunnel.protocol]
     own = proto.server_tunnel_address(ctx.plan, ctx.tunnel.server)
+    options, words = sized(size)
     return _loop(
-        f"ping -n -c 1 -W 1 -I {own} {client_address}",
-        f"ping {client_address} from the server's {own}",
+        f"ping -n -c 1 -W 1{options} -I {own} {client_address}",
+        f"ping {client_address}{words} from the server's {own}",
         probe_seconds(ctx),
     )
 

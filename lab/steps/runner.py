@@ -130,12 +130,12 @@ class StepRunner:
         spec = step.check
         assert spec is not None
         asked = [(name, tunnel_index(name, self.tunnels), expected) for name, expected in spec.expect.items()]
-        verdicts = parallel(lambda a: self.verdict(*a, spec.direction), asked, limit=self.concurrency)
+        verdicts = parallel(lambda a: self.verdict(*a, spec.direction, spec.size), asked, limit=self.concurrency)
         return StepResult(index, "check", 0.0, verdicts=verdicts)
 
     # --- one tunnel ---------------------------------------------------------
 
-    def verdict(self, name: str, i: int, expected: str, direction: str) -> Verdict:
+    def verdict(self, name: str, i: int, expected: str, direction: str, size: int | None = None) -> Verdict:
         ctx = self.plan.tunnels[i]
         t = ctx.tunnel
 
@@ -151,9 +151,9 @@ class StepRunner:
         try:
             if i not in self.started:
                 first = self._start(i, ctx)
-                if direction == "client":  # the up-check pinged from the client: its verdict is this one
+                if direction == "client" and size is None:  # the up-check pinged from the client: its verdict is this one
                     return said(first.observed, first.reason, first.seconds, first.evidence.get("router_conntrack", []))
-            observed, seconds, detail = self.probe(ctx, direction)
+            observed, seconds, detail = self.probe(ctx, direction, size)
             entries, hits = self.router_state(ctx)
         except Exception as exc:  # noqa: BLE001 - this tunnel's verdict only
             return said("error", f"the check failed: {named(exc)}", time.monotonic() - started)
@@ -177,20 +177,20 @@ class StepRunner:
         self.started[i] = result
         return result
 
-    def probe(self, ctx: TunnelContext, direction: str) -> tuple[str, float, str]:
+    def probe(self, ctx: TunnelContext, direction: str, size: int | None = None) -> tuple[str, float, str]:
         """Ping through the tunnel, from the client or the server: (observed, seconds, detail)."""
         t = ctx.tunnel
         bound = probe_seconds(ctx) + PROBE_ALLOWANCE
         started = time.monotonic()
         if direction == "client":
-            run = self.lab.exec(t.client, client_probe(ctx), timeout=bound)
+            run = self.lab.exec(t.client, client_probe(ctx, size), timeout=bound)
         else:
             printed = self.lab.exec(t.client, client_address_command(ctx), timeout=EVIDENCE_SECONDS).output
             address = tunnel_address(ctx, printed)
             if address is None:
                 subnet = PROTOCOLS[t.protocol].tunnel_subnet(ctx.plan, t.server)
                 return "down", 0.0, f"the client holds no address of {subnet} on the tunnel: the server has none to probe"
-            run = self.lab.exec(t.server, server_probe(ctx, address), timeout=bound)
+            run = self.lab.exec(t.server, server_probe(ctx, address, size), timeout=bound)
         observed, millis, detail = parse_result(run.output, run.exit_code)
         return observed, millis / 1000 if millis is not None else time.monotonic() - started, detail
 

@@ -17,6 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from pydantic import ValidationError, ValidationInfo, ValidatorFunctionWrapHandler
 from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 from lab.steps.model import Step, step_problems
+from lab.topology.links import LinkConditions, RouterLinks
 
 NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,23}")  # always fullmatch: "$" would let a trailing newline through
 NAME_RULE = "lowercase letters, digits and '-', starting with a letter, at most 24 characters"
@@ -27,6 +28,9 @@ BLOCK_PROTOCOLS = {"gre": 47, "esp": 50, "ah": 51, "icmp": 1}
 PORT_PROTOCOLS = ("tcp", "udp")
 BLOCK_RE = re.compile(r"(tcp|udp)/(\d{1,5})(?:-(\d{1,5}))?")  # always fullmatch
 BLOCK_RULE = "'tcp/PORT', 'udp/PORT', 'udp/LOW-HIGH' or one of: " + ", ".join(sorted(BLOCK_PROTOCOLS))
+# ICMP types a block rule may name: "fragmentation needed" (type 3 code 4), the message path-MTU
+# discovery lives on; a firewall dropping it makes a path-MTU black hole (docs/scenarios.md)
+ICMP_TYPES = {"frag-needed": "fragmentation-needed"}  # as written -> iptables' name
 
 DOCUMENTATION_NETS = [ipaddress.ip_network(n) for n in ("203.0.113.0/24", "198.51.100.0/24")]
 # The LAN lies in RFC 1918 space: Python's is_private also says yes to loopback, 0.0.0.0/8,
@@ -111,6 +115,7 @@ class BlockRule(Strict):
     proto: str
     port_low: int | None = None
     port_high: int | None = None
+    icmp_type: Literal["frag-needed"] | None = None  # with proto icmp only: one ICMP type, not all
 
     @model_validator(mode="before")
     @classmethod
@@ -132,6 +137,11 @@ class BlockRule(Strict):
         text = text.strip().lower()
         if text in BLOCK_PROTOCOLS:
             return {"proto": text}
+        if text.startswith("icmp/"):
+            if text[len("icmp/"):] in ICMP_TYPES:
+                return {"proto": "icmp", "icmp_type": text[len("icmp/"):]}
+            raise ValueError(f"'{quoted(text)}' is not {cls.KIND}: the ICMP type known is "
+                             + ", ".join(f"'icmp/{t}'" for t in ICMP_TYPES) + " ('icmp' alone: all of ICMP)")
         match = BLOCK_RE.fullmatch(text)
         if not match:
             raise ValueError(f"'{quoted(text)}' is not {cls.KIND} (allowed: {BLOCK_RULE})")
@@ -149,6 +159,9 @@ class BlockRule(Strict):
         allowed = ", ".join([*PORT_PROTOCOLS, *sorted(BLOCK_PROTOCOLS)])
         if not isinstance(proto, str) or (proto not in BLOCK_PROTOCOLS and proto not in PORT_PROTOCOLS):
             raise ValueError(f"proto '{quoted(proto)}' is not allowed in {cls.KIND} (allowed: {allowed})")
+        icmp_type = fields.get("icmp_type")
+        if icmp_type is not None and (proto != "icmp" or icmp_type not in ICMP_TYPES):
+            raise ValueError(f"icmp_type '{quoted(icmp_type)}' goes only with proto icmp and is one of: {', '.join(ICMP_TYPES)}")
         for port in (low, high):
             if port is not None and (isinstance(port, bool) or not isinstance(port, int)):
                 raise ValueError(f"port '{quoted(port)}' in {cls.KIND} must be a whole number 1-65535")
@@ -166,6 +179,8 @@ class BlockRule(Strict):
 
     @property
     def label(self) -> str:
+        if self.icmp_type is not None:
+            return f"{self.proto}/{self.icmp_type}"
         if self.port_low is None:
             return self.proto
         if self.port_low == self.port_high:
@@ -174,7 +189,7 @@ class BlockRule(Strict):
 
     def covers(self, proto: str, port: int | None) -> bool:
         """Whether this rule matches all of a flow (port None: the whole IP protocol)."""
-        if self.proto != proto:
+        if self.proto != proto or self.icmp_type is not None:  # one ICMP type is no whole flow
             return False
         if self.port_low is None:
             return True
@@ -185,6 +200,12 @@ class AllowRule(BlockRule):
     """One kind of traffic a strict router lets out (same syntax as a block rule)."""
 
     KIND: ClassVar[str] = "an allow_out rule"
+
+    @model_validator(mode="after")
+    def whole_protocols(self) -> AllowRule:
+        if self.icmp_type is not None:
+            raise ValueError(f"'{self.label}' is a block rule only: allow_out takes 'icmp' whole")
+        return self
 
 
 # router.nat: "masquerade-random-fully" is MASQUERADE --random-fully (a random source port
@@ -200,6 +221,7 @@ class Router(Strict):
     # None: everything may go out (LAN -> WAN); a list: only these (a guest or hotel network)
     allow_out: list[AllowRule] | None = None
     conntrack: Conntrack = Field(default_factory=Conntrack)
+    links: RouterLinks = Field(default_factory=RouterLinks)  # lan0 and wan0 (lab.topology.links)
 
     @property
     def masquerades(self) -> bool:
@@ -251,10 +273,12 @@ class Network(Strict):
 class Server(Strict):
     name: Name
     protocols: list[str] = Field(min_length=1)
+    link: LinkConditions = Field(default_factory=LinkConditions)  # its eth0 on the WAN
 
 
 class Client(Strict):
     name: Name
+    link: LinkConditions = Field(default_factory=LinkConditions)  # its eth0 on the LAN
 
 
 class Tunnel(Strict):
@@ -293,6 +317,12 @@ class Topology(Strict):
 
     def client_index(self, name: str) -> int:
         return [c.name for c in self.clients].index(name)
+
+    @property
+    def uses_netem(self) -> bool:
+        """Whether some link asks for delay or loss (the kernel needs sch_netem)."""
+        links = [self.router.links.lan, self.router.links.wan, *(n.link for n in [*self.servers, *self.clients])]
+        return any(link.uses_netem for link in links)
 
     @property
     def node_names(self) -> list[str]:

@@ -18,3 +18,5 @@ secondary, setup, _.setup, kernel_name, _.nat_comment, _.nat_options  # noqa
 _.mtime, _.size  # noqa
 # public API: the JSON round trip of a matrix result, topology node names
 _.from_dict, _.node_names  # noqa
+# link conditions and the ICMP block rule (lab.topology.links, lab.topology.model): pydantic validators/serializers
+_.parse_delay, _.parse_loss, _.written_delay, _.written_loss, _.whole_protocols, netem, output_drops  # noqa

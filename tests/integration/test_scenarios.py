@@ -217,3 +217,39 @@ def test_a_conntrack_flush_cuts_the_way_in_until_each_client_speaks(vpnlab_sessi
     assert {t: (v["direction"], v["observed"]) for t, v in way_in.items()} == dict.fromkeys(FLUSH_TUNNELS, ("server", "up"))
     left = vpnlab_session.client.containers.list(all=True, filters={"label": "vpnlab.lab=scenario-conntrack-flush"})
     assert left == []
+
+
+PMTU_BLACKHOLE = REPO / "topologies" / "scenario-pmtu-blackhole.yml"
+
+
+def test_pmtu_black_hole_swallows_large_packets_until_frag_needed_passes(tmp_path: Path) -> None:
+    """Scenario 3: small pings pass, large DF pings vanish while the router drops its own ICMP
+    "fragmentation needed"; let through, the client learns the path MTU and large pings pass."""
+    out = tmp_path / "result.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "lab", "run", str(PMTU_BLACKHOLE), "--runtime", "docker", "--json", str(out)],
+        capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+    )
+    print(proc.stdout)
+    data = json.loads(out.read_text())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    steps = data["steps"]
+    assert [s["kind"] for s in steps] == ["check", "check", "exec", "exec", "router", "check", "exec"]
+    assert all(s["passed"] for s in steps)
+
+    def observed(step: dict) -> dict[str, str]:
+        return {v["tunnel"]: v["observed"] for v in step["verdicts"]}
+
+    tunnels = ("alice/wireguard", "alice/openvpn-udp")
+    assert observed(steps[0]) == dict.fromkeys(tunnels, "up")
+    assert observed(steps[1]) == dict.fromkeys(tunnels, "down")
+    assert all("(1372 bytes, DF set)" in v["reason"] for v in steps[1]["verdicts"])
+    # the router sent "fragmentation needed" for the large packets and its own rule dropped them
+    [drop] = [line for line in steps[2]["output"] if "sent by the router" in line]
+    packets = int(re.search(r"-c (\d+) \d+", drop).group(1))
+    assert "--icmp-type 3/4" in drop and packets >= 2, drop
+    before = " ".join(steps[3]["output"])
+    assert "203.0.113.10" in before and "mtu" not in before  # the client never learnt the path MTU
+    assert observed(steps[5]) == dict.fromkeys(tunnels, "up")
+    after = " ".join(steps[6]["output"])
+    assert re.search(r"\bmtu 1400\b", after), after  # learnt from the router's message

@@ -22,6 +22,7 @@ wireguard=no ip link add type wireguard: Error: Unknown device type.
 pptp_helper=yes -j CT --helper pptp accepted by iptables
 nf_nat_pptp=yes nf_nat_pptp symbols in /proc/kallsyms
 conntrack_sysctl=yes /proc/sys/net/netfilter/nf_conntrack_udp_timeout exists
+netem=no tc qdisc add netem: Error: Specified qdisc kind is unknown.
 end=yes
 """
 
@@ -39,6 +40,7 @@ wireguard=yes created a wireguard link
 pptp_helper=yes -j CT --helper pptp accepted by iptables-legacy
 nf_nat_pptp=yes module loaded (/sys/module/nf_nat_pptp)
 conntrack_sysctl=yes /proc/sys/net/netfilter/nf_conntrack_udp_timeout exists
+netem=yes tc qdisc add netem accepted
 end=yes
 """
 
@@ -65,6 +67,7 @@ def test_parse_host_output():
     assert avail == {
         "tun": True, "ppp": False, "l2tp": False, "pptp": False, "xfrm": True, "esp": False,
         "wireguard": False, "pptp_helper": True, "nf_nat_pptp": True, "conntrack_sysctl": True,
+        "netem": False,
     }
     assert kf.features["esp"].detail == "ip xfrm state add proto esp: Error: Requested type not found."
 
