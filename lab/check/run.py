@@ -1,7 +1,8 @@
 """Checking tunnels on a running lab: start, wait for the ping, gather evidence, explain.
 
-One exec per tunnel runs its up-check (``scripts``), three more gather the client's,
-the router's and the server's evidence (``evidence``), the protocol reads it and
+One exec per tunnel runs its up-check (``scripts``), which prints the client's evidence after
+its verdict; two more gather the router's and the server's (``evidence``), while the router's
+drop counters may end the up-check early (``blocked``); the protocol reads the evidence and
 ``explain`` words the verdict; the result is a ``results.TunnelResult``.
 
 Tunnels are checked in parallel; each verdict comes from its own deadline
@@ -29,7 +30,7 @@ from lab.check.evidence import (
 )
 from lab.check.explain import explain, parse_result, return_route_facts
 from lab.check.results import TunnelResult
-from lab.check.scripts import deadline, parse_sections, sections_command, tunnel_dir
+from lab.check.scripts import deadline, parse_sections, sections_command, split_check_output, tunnel_dir
 from lab.protocols import PROTOCOLS
 from lab.protocols.base import TunnelContext
 from lab.runtime.lab import DockerLab, parallel
@@ -105,9 +106,9 @@ def check_tunnel(lab: DockerLab, ctx: TunnelContext, router_node: str) -> Tunnel
     with watched(lab, router_node, ctx):  # the router's drop counters may decide "down" before the deadline
         run = lab.exec(tunnel.client, f"sh {tunnel_dir(ctx)}/check.sh", timeout=check_seconds(deadline(ctx)))
     elapsed = time.monotonic() - started
-    observed, millis, detail = parse_result(run.output, run.exit_code)
+    check_text, client_text = split_check_output(run.output)  # the client's evidence came with the verdict
+    observed, millis, detail = parse_result(check_text, run.exit_code)
 
-    client_text = lab.exec(tunnel.client, f"sh {tunnel_dir(ctx)}/evidence.sh", timeout=EVIDENCE_SECONDS).output
     router_command = router_evidence_command(str(ctx.client_lan), str(ctx.server_wan))
     router_text = lab.exec(router_node, router_command, timeout=EVIDENCE_SECONDS).output
     server_text = lab.exec(tunnel.server, sections_command(proto.server_evidence(ctx)), timeout=EVIDENCE_SECONDS).output
@@ -124,7 +125,7 @@ def check_tunnel(lab: DockerLab, ctx: TunnelContext, router_node: str) -> Tunnel
         "router_drops": [f"{h.chain}: '{h.comment}' dropped {h.packets} packets" for h in hits],
         "client": client,
         "server": server,
-        "check_output": run.output.strip().splitlines()[-5:],
+        "check_output": check_text.strip().splitlines()[-5:],
     }
     seen = Evidence(
         client=client,

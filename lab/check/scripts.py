@@ -56,6 +56,7 @@ def tunnel_files(ctx: TunnelContext) -> list[NodeFile]:
         stop=proto.client_stop(ctx),
         attempt=ctx.attempt_path,
         blocked=ctx.blocked_path,
+        evidence=f"{tunnel_dir(ctx)}/evidence.sh",
         log=ctx.log_path,
         marks=[(log, ctx.mark_path(log)) for log in proto.client_shared_logs(ctx)],
     )
@@ -70,6 +71,13 @@ def tunnel_files(ctx: TunnelContext) -> list[NodeFile]:
         NodeFile(f"{tunnel_dir(ctx)}/check.sh", check, 0o755),
         NodeFile(f"{tunnel_dir(ctx)}/evidence.sh", evidence, 0o755),
     ]
+
+
+def split_check_output(text: str) -> tuple[str, str]:
+    """The up-check's own lines, and the client's evidence sections printed after them."""
+    lines = text.splitlines(keepends=True)
+    first = next((i for i, line in enumerate(lines) if line.startswith("==== ")), len(lines))
+    return "".join(lines[:first]), "".join(lines[first:])
 
 
 def parse_sections(text: str) -> dict[str, str]:

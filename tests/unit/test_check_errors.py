@@ -120,3 +120,23 @@ def test_reading_ends_when_the_engine_closes_and_times_out_when_it_never_does() 
     assert time.monotonic() - started < 0.6
     trickle.join()
     theirs.close()
+
+
+class EvidenceLab(FailingLab):
+    """The up-check prints the client's evidence after its verdict, as check-tunnel.sh's EXIT trap does."""
+
+    def exec(self, node: str, command: str, *, timeout: float | None = None) -> ExecResult:
+        result = super().exec(node, command, timeout=timeout)
+        if command.endswith("check.sh"):
+            result.output += "==== client log\nInitialization Sequence Completed\n==== addresses\nwg0 UP 10.100.0.2/24\n"
+        return result
+
+
+def test_the_client_evidence_comes_with_the_verdict_in_one_exec() -> None:
+    lab = EvidenceLab("nobody", RuntimeError())
+    results = {r.client: r for r in check_tunnels(lab, plan_lab(TOPOLOGY, secrets=FixedSecrets("errs")),  # type: ignore[arg-type]
+                                                  Capabilities(parse_probe(FULL)))}
+    alice = results["alice"]
+    assert alice.evidence["client"] == {"client log": "Initialization Sequence Completed", "addresses": "wg0 UP 10.100.0.2/24"}
+    assert alice.evidence["check_output"] == ["vpnlab-result up 1200 ping answered"]
+    assert not any(command.endswith("evidence.sh") for _, command, _ in lab.timeouts)
