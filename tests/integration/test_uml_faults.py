@@ -87,7 +87,7 @@ def test_a_guest_killed_under_a_running_lab_is_one_error_and_leaves_nothing(host
         assert kernel, f"no linux.uml process of {slot.path}"
         for pid in kernel:
             os.kill(pid, signal.SIGKILL)
-        out, err = run.communicate(timeout=300)
+        out, err = run.communicate(timeout=150)  # seconds, not the engine client's 300 s timeout
     finally:
         if run.poll() is None:
             run.kill()
