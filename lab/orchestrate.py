@@ -191,8 +191,15 @@ def run(session: Session, topology: Topology, *, source: str, runtime: str = "au
             (results, nat), steps = check_and_probe(session, lab, plan), None
         result = RunResult(topology.name, chosen.name, chosen.reason, chosen.kernel, results, nat=nat, steps=steps)
         timings["check"] = round(time.monotonic() - t0, 2)
-    except BaseException:
+        if any(r.observed == "error" for r in results) and (gone := chosen.failure()) is not None:
+            raise gone  # the checks' errors came from an engine that stopped (a guest killed)
+    except BaseException as exc:
+        # Asked before the teardown closes the runtime: an engine that stopped under the run (a guest
+        # killed) is the one error, not the engine calls that failed because of it.
+        gone = None if session.runtime is None or not isinstance(exc, Exception) else session.runtime.failure()
         left = _teardown(session, lab, keep, timings)
+        if gone is not None and gone is not exc:
+            raise gone from None
         if left is not None:
             session.say(str(left))  # the error that stopped the run is the one raised
         raise

@@ -22,6 +22,7 @@ from typing import ClassVar
 
 import docker
 
+from lab.errors import VpnlabError
 from lab.runtime.engine import engine_kernel
 
 Progress = Callable[[str], None]
@@ -139,6 +140,11 @@ class Runtime(ABC):
             whether it was stopped (the host's engine never is).
         """
         return False
+
+    def failure(self) -> VpnlabError | None:
+        """Why this engine stopped under the command (asked after an engine call failed), or None
+        while it answers or when its failure is nothing but the call's own error (the host's engine)."""
+        return None
 
     def notices(self) -> list[str]:
         """Things worth telling a person after ``open`` (e.g. guest modules that failed to load)."""

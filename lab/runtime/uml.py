@@ -251,6 +251,21 @@ class UmlGuest:
         self.slot.pid_file.unlink(missing_ok=True)
         self.slot.socket.unlink(missing_ok=True)
 
+    def stopped_why(self, wait: float = 5.0) -> str | None:
+        """Why the guest is gone, or None while it runs. Asked after a call to its engine failed:
+        the kernel dies a moment before its launch script (then the slot's guest) exits."""
+        deadline = time.monotonic() + wait
+        while True:
+            code = _exit_code_if_child(self.slot)
+            if code is not None or not self.slot.running():
+                break
+            if time.monotonic() >= deadline or self.engine_answers():
+                return None
+            time.sleep(0.2)
+        if code is not None and code > 128:  # the launch script passes on the kernel's exit status
+            return f"the guest stopped under the lab: its kernel was killed by {signal.Signals(code - 128).name}"
+        return "the guest stopped under the lab" + (f" (its kernel exited with {code})" if code else "")
+
     def modules_failed(self) -> list[str]:
         try:
             return read_text(self.slot.path / "modules-failed").split()
@@ -291,6 +306,16 @@ def _reap_if_child(slot: Slot) -> None:
     except (OSError, UnsafePath, ValueError, IndexError):
         return
     _reap(pid)
+
+
+def _exit_code_if_child(slot: Slot) -> int | None:
+    """The exit code of the guest's leader if it exited as this process's child (reaped here)."""
+    try:
+        pid = int(read_text(slot.pid_file).split()[0])
+        reaped, status = os.waitpid(pid, os.WNOHANG)
+    except (OSError, UnsafePath, ValueError, IndexError):
+        return None
+    return os.waitstatus_to_exitcode(status) if reaped == pid else None
 
 
 def prepare_disk(disk: Path, size: int) -> None:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import docker
 
-from lab.errors import PrerequisiteError
+from lab.errors import PrerequisiteError, VpnlabError
 from lab.runtime.base import Progress, Runtime, quiet
 from lab.runtime.engine import connect
 from lab.runtime.lab import holds_labs
-from lab.runtime.uml import UmlGuest, running_slots, uml_available
+from lab.runtime.uml import GuestError, UmlGuest, running_slots, uml_available
 
 
 class UmlRuntime(Runtime):
@@ -102,6 +102,10 @@ class UmlRuntime(Runtime):
         self.guest.stop()
         self.guest.release()
         return True
+
+    def failure(self) -> VpnlabError | None:
+        why = self.guest.stopped_why() if self.guest else None
+        return GuestError(self.guest.slot.path, why, "console.log") if self.guest and why else None
 
     def notices(self) -> list[str]:
         failed = self.guest.modules_failed() if self.guest else []

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from lab import cli, orchestrate, resources
 from lab.check.results import TunnelResult
+from lab.errors import VpnlabError
 from lab.runtime import registry
 from lab.runtime.lab import TeardownError
 
@@ -34,6 +35,7 @@ class FakeSession:
 
     def __init__(self) -> None:
         self.closed: bool | None = None
+        self.runtime: object | None = None
         self.said: list[str] = []
 
     def open_runtime(self, _choice: str, _topology: object) -> SimpleNamespace:
@@ -75,6 +77,23 @@ def test_run_closes_the_session_when_the_engine_is_gone_mid_teardown(stuck_run) 
     result = orchestrate.run(fake, _topology(), source="t")  # type: ignore[arg-type]
     assert fake.closed is False
     assert result.teardown is not None and "ConnectionError: engine gone" in result.teardown
+
+
+def test_an_engine_that_stopped_under_the_run_is_the_one_error(stuck_run, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A guest killed under the lab: the engine calls that failed because of it (the up's, then the
+    teardown's) give way to the runtime's own account, asked before the teardown closes it."""
+    fake, lab = stuck_run
+    stopped = VpnlabError("User-Mode Linux guest (slot0): the guest stopped under the lab")
+    fake.runtime = SimpleNamespace(failure=lambda: stopped if fake.closed is None else None)
+
+    def up_into_a_dead_engine(*_args: object, **_kwargs: object) -> Lab:
+        raise ConnectionError("Connection aborted.")
+
+    monkeypatch.setattr(orchestrate, "up", up_into_a_dead_engine)
+    with pytest.raises(VpnlabError) as raised:
+        orchestrate.run(fake, _topology(), source="t")  # type: ignore[arg-type]
+    assert raised.value is stopped and raised.value.__suppress_context__
+    assert fake.closed is False  # the guest was still closed (stopped) and its slot let go
 
 
 def _topology():
