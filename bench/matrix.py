@@ -5,7 +5,7 @@
    images, guest boot, up, check, nat, down (summed over labs: lanes overlap), and wall time.
 2. The same containers and links made and removed two ways on the host engine, in the same
    run: vpnlab's bring-up (create, copy files, start, wire) and teardown of one matrix lab,
-   and the plain docker SDK doing the same objects (same images, caps, devices, sysctls;
+   and the plain docker SDK doing the same objects (same images, caps, devices, sysctls, files;
    started; veth-wired by the same switch script; removed), with the same parallelism.
    Printed as the ratio orchestration / plain (vpnlab's node set-up scripts run daemons'
    configuration and are not part of either figure).
@@ -74,9 +74,12 @@ def orchestrated(client: Any, plan: Any) -> tuple[float, float]:
 
 
 def plain(client: Any, plan: Any, workers: int = 8) -> tuple[float, float]:
-    """The plain docker SDK: the same containers, started and veth-wired, then removed."""
+    """The plain docker SDK: the same containers with the same files, started and veth-wired, then removed."""
     from lab.images import image_tag
     from lab.nodes import DROPPED_CAPS
+    from lab.node_files import CONF_DIR, NodeFile
+    from lab.runtime.lab import TOPOLOGY_FILE
+    from lab.runtime.files import tar_files
     from lab.runtime.wiring import plan_ports, wiring_script
 
     labels = {BENCH_LABEL: "plain"}
@@ -87,10 +90,17 @@ def plain(client: Any, plan: Any, workers: int = 8) -> tuple[float, float]:
                                           cap_add=["NET_ADMIN"], labels=labels)
 
         def create(node: Any) -> Any:
-            return client.containers.create(
+            container = client.containers.create(
                 image_tag(node.role), command=["sleep", "infinity"], init=True, network_disabled=True,
                 cap_add=node.cap_add, cap_drop=DROPPED_CAPS, devices=[f"{d}:{d}:rwm" for d in node.devices],
                 sysctls=node.sysctls or None, labels=labels)
+            # the same files in each node (its daemons' configs, keys and set-up script): a lab
+            # made by hand needs them as much as one made by vpnlab
+            files = node.files + [NodeFile(f"{CONF_DIR}/setup.sh", node.setup_script(), 0o755)]
+            if node.role == "router":
+                files.append(NodeFile(TOPOLOGY_FILE, plan.topology.model_dump_json(indent=2)))
+            container.put_archive("/", tar_files(files))
+            return container
 
         nodes = list(plan.nodes)
         containers = list(pool.map(create, nodes))
