@@ -141,10 +141,16 @@ def drops_for(hits: list[RuleHit], flows: tuple[Flow, ...]) -> list[RuleHit]:
         if not is_flow_drop(hit.comment):
             continue
         for flow in flows:
-            if flow.label in hit.comment or _range_covers(hit.comment, flow):
+            if _names(hit.comment, flow) or _range_covers(hit.comment, flow):
                 chosen.append(hit)
                 break
     return chosen
+
+
+def _names(comment: str, flow: Flow) -> bool:
+    """The comment names the flow as a whole word: 'udp/500' is not named by 'block udp/5000'
+    (a drop of another flow would otherwise be counted as this one's, and decide it down)."""
+    return re.search(rf"(?<![\w/]){re.escape(flow.label)}(?![\w])", comment) is not None
 
 
 def _range_covers(comment: str, flow: Flow) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lab.check.explain import parse_result
-from lab.check.evidence import Evidence, RouterEvidence, conntrack_lines, drops_for, flow_entries, rule_hits
+from lab.check.evidence import Evidence, RuleHit, RouterEvidence, conntrack_lines, drops_for, flow_entries, rule_hits
 from lab.protocols import PROTOCOLS
 from lab.protocols.base import Flow
 from lab.router.comments import INPUT_GRE_NOT_TIED
@@ -42,6 +42,15 @@ def test_drops_are_attributed_to_the_flow() -> None:
     assert [h.comment for h in drops_for(hits, (Flow("udp", 1194),))] == ["vpnlab: block udp/1194"]
     assert [h.comment for h in drops_for(hits, (Flow("udp", 51825),))] == ["vpnlab: block udp/51820-51830"]
     assert drops_for(hits, (Flow("tcp", 1194),)) == []
+
+
+def test_a_drop_rule_of_a_longer_port_is_not_the_flows() -> None:
+    # 'udp/500' (IKE) is part of 'udp/5000', 'tcp/1723' of 'tcp/17230': neither rule drops them
+    hits = [RuleHit("FORWARD", "vpnlab: block udp/5000", 4), RuleHit("FORWARD", "vpnlab: block tcp/17230", 2),
+            RuleHit("FORWARD", "vpnlab: passthrough ipsec off (udp/500)", 3)]
+    assert [h.comment for h in drops_for(hits, (Flow("udp", 500),))] == ["vpnlab: passthrough ipsec off (udp/500)"]
+    assert drops_for(hits, (Flow("tcp", 1723), Flow("gre"))) == []
+    assert [h.comment for h in drops_for([RuleHit("FORWARD", "vpnlab: block esp", 1)], (Flow("esp"),))] == ["vpnlab: block esp"]
 
 
 def test_conntrack_entries_filtered_by_flow() -> None:
