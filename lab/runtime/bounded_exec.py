@@ -66,10 +66,7 @@ def bounded_exec(api: Any, container_id: str, node: str, cmd: list[str], seconds
     except TimeoutError:
         raise ExecTimeout(node, " ".join(cmd), seconds) from None
     finally:
-        # The connection was handed over to the exec: nothing reuses it, close the socket itself.
-        for layer in (sock, getattr(sock, "_sock", None)):
-            if hasattr(layer, "close"):
-                layer.close()
+        close_socket(sock)
     return api.exec_inspect(exec_id).get("ExitCode") or 0, demultiplex(raw)
 
 
@@ -104,6 +101,12 @@ class ExecStream:
         return bytes(out)
 
     def close(self) -> None:
-        for layer in (self.sock, getattr(self.sock, "_sock", None)):
-            if hasattr(layer, "close"):
-                layer.close()
+        close_socket(self.sock)
+
+
+def close_socket(sock: Any) -> None:
+    """Close an exec's connection: it was handed over to the exec and nothing reuses it, so the
+    socket itself (a unix socket's SocketIO wraps it as ._sock) is closed, not only its wrapper."""
+    for layer in (sock, getattr(sock, "_sock", None)):
+        if hasattr(layer, "close"):
+            layer.close()
