@@ -194,7 +194,9 @@ def run_keep_status_exec_down(env: dict[str, str], topology: Path, second: Secon
     assert {"router", "client", "server", "switch"} <= set(roles), sorted(roles)
     assert roles["switch"].attrs["HostConfig"]["PidMode"] == "host"
 
-    status = vpnlab(env, "status", "--json")
+    # the docker runtime's engine is the one the environment names; UML guests on this machine
+    # (another user's labs, or a run killed earlier) are not this test's business
+    status = vpnlab(env, "status", "--runtime", "docker", "--json")
     assert status.returncode == 0, status.stderr
     assert [lab["name"] for lab in json.loads(status.stdout)] == [LAB]
     uname = vpnlab(env, "exec", "--lab", LAB, "router", "--", "uname", "-r")
