@@ -13,6 +13,10 @@ packets more than when that tunnel's attempt began (its first packet and a retry
 watcher leaves a note in the client (``TunnelContext.blocked_path``); the up-check reads it at
 its next poll and ends "down", with the deadline it did not wait for named. The counters themselves are
 quoted in the reason by ``explain``, as for any other down verdict.
+
+The reading a tunnel's attempt began with is also what its evidence counts drops from
+(``Attempt.since``): a second ``vpnlab check`` of a running lab quotes the drops of its own
+attempt, never the earlier attempt's.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from lab.check.evidence import EVIDENCE_SECONDS, RuleHit, drops_for, rule_hits
@@ -32,10 +37,12 @@ if TYPE_CHECKING:  # pragma: no cover
 MIN_DROPS = 2  # its first packet and one retry: a packet in flight when the rules changed is not enough
 POLL_SECONDS = 1.0  # times the runtime's time_scale
 STREAM_SECONDS = 300  # one reading stream's life at most (then another starts, while tunnels are watched)
+FIRST_READING_SECONDS = 5.0  # times the time_scale: how long an attempt waits for a baseline before it starts
 END = "==== end of reading"
 # One exec for all the readings: in a one-CPU User-Mode Linux guest an exec costs seconds of the
 # CPU the daemons being checked need, an iptables run in a running shell little.
-LOOP = 'i=0; while [ "$i" -lt "$1" ]; do echo "chain FORWARD"; iptables -L FORWARD -v -n -x; echo "$2"; i=$((i + 1)); sleep "$3"; done'
+LOOP = ('i=0; while [ "$i" -lt "$1" ]; do for c in FORWARD INPUT; do echo "chain $c"; iptables -L "$c" -v -n -x; done; '
+        'echo "$2"; i=$((i + 1)); sleep "$3"; done')
 NOTE = "its packets meet a router drop rule that matches every packet of their flow"
 
 
@@ -45,34 +52,68 @@ def reading_command(poll: float) -> list[str]:
     return ["timeout", str(STREAM_SECONDS), "sh", "-c", LOOP, "sh", str(int(STREAM_SECONDS / poll) + 1), END, f"{poll:g}"]
 
 
+Counts = dict[tuple[str, str], int]  # (chain, rule comment) -> packets
+
+
+@dataclass(eq=False)
+class Attempt:
+    """One tunnel's watched attempt. ``since``: the router's counters when it began (None when
+    the router could not be read in time); drops are counted from there."""
+
+    ctx: TunnelContext
+    since: Counts | None = None
+    began: threading.Event = field(default_factory=threading.Event)
+    started: bool = False  # the up-check runs: a baseline read from now on is later than its start
+    late: bool = False  # ``since`` was read after the start (it still serves the early decision)
+
+    def hits(self, hits: list[RuleHit]) -> tuple[list[RuleHit], bool]:
+        """``hits`` (cumulative counters read after the attempt) as counted during it, and whether
+        they are (False: no baseline from before its start; the counters are since the rules were
+        loaded)."""
+        if self.since is None or self.late:
+            return hits, False
+        return _since(hits, self.since), True
+
+
+def _since(hits: list[RuleHit], baseline: Counts) -> list[RuleHit]:
+    during = [RuleHit(h.chain, h.comment, h.packets - baseline.get((h.chain, h.comment), 0)) for h in hits]
+    return [h for h in during if h.packets > 0]
+
+
 class _Watcher:
     """Reads one lab's router counters while some tunnel of it is being checked."""
 
     def __init__(self, lab: DockerLab, router: str, poll: float):
         self.lab, self.router, self.poll = lab, router, poll
         self.lock = threading.Lock()
-        # tunnel id -> (ctx, counters when its attempt began; None until the first reading)
-        self.tunnels: dict[str, tuple[TunnelContext, dict[tuple[str, str], int] | None]] = {}
+        self.tunnels: dict[str, Attempt] = {}  # tunnel id -> its attempt, while watched
+        self.latest: Counts | None = None  # the last reading
+        self.unreadable = False  # the router's counters could not be read: no attempt waits for them
         self.stop = threading.Event()
         self.thread: threading.Thread | None = None
 
-    def add(self, ctx: TunnelContext) -> bool:
-        """Watch the tunnel; False when this watcher has stopped meanwhile (take a new one)."""
+    def add(self, attempt: Attempt) -> bool:
+        """Watch the attempt; False when this watcher has stopped meanwhile (take a new one)."""
         with self.lock:
             if self.stop.is_set():
                 return False
-            # Its baseline is the next reading: drops of its flow counted before that are not
-            # counted for it (a later verdict, never a wrong one: the rule drops every packet).
-            self.tunnels[ctx.tunnel.id] = (ctx, None)
+            # Its baseline is the last reading (taken before the attempt begins), or the next one
+            # when there is none yet (``watched`` waits for it before the attempt begins).
+            if self.latest is not None:
+                attempt.since = self.latest
+            if self.latest is not None or self.unreadable:
+                attempt.began.set()
+            self.tunnels[attempt.ctx.tunnel.id] = attempt
             if self.thread is None:
                 self.thread = threading.Thread(target=self.run, name="vpnlab-blocked", daemon=True)
                 self.thread.start()
             return True
 
-    def remove(self, ctx: TunnelContext) -> bool:
-        """Forget the tunnel; True when no tunnel is left (the watcher then stops)."""
+    def remove(self, attempt: Attempt) -> bool:
+        """Forget the attempt; True when no tunnel is left (the watcher then stops)."""
         with self.lock:
-            self.tunnels.pop(ctx.tunnel.id, None)
+            if self.tunnels.get(attempt.ctx.tunnel.id) is attempt:
+                del self.tunnels[attempt.ctx.tunnel.id]
             if self.tunnels:
                 return False
             self.stop.set()
@@ -102,23 +143,32 @@ class _Watcher:
             for hits in self.readings():
                 self.judge(hits)
         except Exception:  # noqa: BLE001 - the router could not be read: the deadlines decide, as without this
-            pass
+            with self.lock:
+                self.unreadable = True
+                for attempt in self.tunnels.values():
+                    attempt.began.set()
 
     def judge(self, hits: list[RuleHit]) -> None:
         counts = {(h.chain, h.comment): h.packets for h in hits}
         with self.lock:
-            watched = list(self.tunnels.items())
-            for tunnel_id, (ctx, baseline) in watched:
-                if baseline is None:
-                    self.tunnels[tunnel_id] = (ctx, counts)
-        for tunnel_id, (ctx, baseline) in watched:
-            if baseline is None:
-                continue
-            forward = [h for h in drops_for(hits, PROTOCOLS[ctx.tunnel.protocol].flows) if h.chain == "FORWARD"]
-            if any(h.packets - baseline.get((h.chain, h.comment), 0) >= MIN_DROPS for h in forward):
-                self.tell(ctx)
-                with self.lock:
-                    self.tunnels.pop(tunnel_id, None)
+            self.latest = counts
+            watched = list(self.tunnels.values())
+            for attempt in watched:
+                if attempt.since is None:
+                    attempt.since, attempt.late = counts, attempt.started
+                    attempt.began.set()
+        told = []
+        for attempt in watched:
+            if attempt.since is counts:
+                continue  # its baseline is this very reading
+            during = _since(drops_for(hits, PROTOCOLS[attempt.ctx.tunnel.protocol].flows), attempt.since)
+            if any(h.chain == "FORWARD" and h.packets >= MIN_DROPS for h in during):
+                self.tell(attempt.ctx)
+                told.append(attempt)
+        with self.lock:
+            for attempt in told:
+                if self.tunnels.get(attempt.ctx.tunnel.id) is attempt:
+                    del self.tunnels[attempt.ctx.tunnel.id]
 
     def tell(self, ctx: TunnelContext) -> None:
         try:  # the note is an argument, never part of the shell line
@@ -133,23 +183,30 @@ _registry = threading.Lock()
 
 
 @contextmanager
-def watched(lab: DockerLab, router: str, ctx: TunnelContext) -> Iterator[None]:
-    """While the tunnel's up-check runs, the lab's watcher may decide it down early."""
-    watcher = _watch(lab, router, ctx)
+def watched(lab: DockerLab, router: str, ctx: TunnelContext) -> Iterator[Attempt]:
+    """While the tunnel's up-check runs, the lab's watcher may decide it down early. The attempt
+    yielded holds the counters it began with (waited for a few seconds at most, so that the
+    drops it is told of and quotes are its own)."""
+    attempt = Attempt(ctx)
+    watcher = _watch(lab, router, attempt)
+    attempt.began.wait(FIRST_READING_SECONDS * ctx.environment.time_scale)
+    with watcher.lock:
+        attempt.started = True
     try:
-        yield
+        yield attempt
     finally:
         with _registry:
-            if watcher.remove(ctx) and _watchers.get(id(lab)) is watcher:
+            if watcher.remove(attempt) and _watchers.get(id(lab)) is watcher:
                 del _watchers[id(lab)]
 
 
-def _watch(lab: DockerLab, router: str, ctx: TunnelContext) -> _Watcher:
-    """The lab's watcher, now watching ``ctx``."""
+def _watch(lab: DockerLab, router: str, attempt: Attempt) -> _Watcher:
+    """The lab's watcher, now watching ``attempt``."""
     while True:
         with _registry:
             watcher = _watchers.get(id(lab))
             if watcher is None or watcher.stop.is_set():
-                watcher = _watchers[id(lab)] = _Watcher(lab, router, POLL_SECONDS * ctx.environment.time_scale)
-        if watcher.add(ctx):
+                scale = attempt.ctx.environment.time_scale
+                watcher = _watchers[id(lab)] = _Watcher(lab, router, POLL_SECONDS * scale)
+        if watcher.add(attempt):
             return watcher

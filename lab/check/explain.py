@@ -5,6 +5,11 @@ from __future__ import annotations
 from lab.check.evidence import RuleHit
 from lab.protocols.base import Flow, TunnelContext
 
+# how a reason counts a router rule's drops: from the attempt's start (the watcher's reading,
+# lab.check.blocked), or, when the router could not be read before it, since the rules were loaded
+DURING = "during this check"
+SINCE_LOADED = "since the rules were loaded"
+
 
 def parse_result(output: str, exit_code: int) -> tuple[str, int | None, str]:
     for line in reversed(output.splitlines()):
@@ -24,6 +29,7 @@ def explain(
     hits: list[RuleHit],
     flows: tuple[Flow, ...],
     ctx: TunnelContext,
+    when: str = DURING,
 ) -> str:
     """The verdict's detail, then the router's evidence, then what the protocol read in its logs."""
     facts = [detail]
@@ -32,7 +38,7 @@ def explain(
             facts.append(f"router conntrack holds {len(entries)} entr{'y' if len(entries) == 1 else 'ies'} for the flow")
         return "; ".join(facts + protocol_facts)
     for hit in hits:
-        facts.append(f"router rule '{hit.comment}' ({hit.chain}) dropped {hit.packets} packets")
+        facts.append(f"router rule '{hit.comment}' ({hit.chain}) dropped {hit.packets} packets {when}")
     labels = ", ".join(f.label for f in flows)
     if not entries and not hits:
         facts.append(f"no router conntrack entry for {labels} to {ctx.server_wan}")

@@ -28,7 +28,7 @@ from lab.check.evidence import (
     router_evidence_command,
     rule_hits,
 )
-from lab.check.explain import explain, parse_result, return_route_facts
+from lab.check.explain import DURING, SINCE_LOADED, explain, parse_result, return_route_facts
 from lab.check.results import TunnelResult
 from lab.check.scripts import deadline, parse_sections, sections_command, split_check_output, tunnel_dir
 from lab.protocols import PROTOCOLS
@@ -103,7 +103,7 @@ def check_tunnel(lab: DockerLab, ctx: TunnelContext, router_node: str) -> Tunnel
     tunnel = ctx.tunnel
     proto = PROTOCOLS[tunnel.protocol]
     started = time.monotonic()
-    with watched(lab, router_node, ctx):  # the router's drop counters may decide "down" before the deadline
+    with watched(lab, router_node, ctx) as attempt:  # the router's drop counters may decide "down" before the deadline
         run = lab.exec(tunnel.client, f"sh {tunnel_dir(ctx)}/check.sh", timeout=check_seconds(deadline(ctx)))
     elapsed = time.monotonic() - started
     check_text, client_text = split_check_output(run.output)  # the client's evidence came with the verdict
@@ -118,11 +118,13 @@ def check_tunnel(lab: DockerLab, ctx: TunnelContext, router_node: str) -> Tunnel
     server = parse_sections(server_text)
     all_entries = conntrack_lines(router.get("conntrack", ""))
     entries = flow_entries(all_entries, proto.flows)
-    all_hits = rule_hits(router.get("counters", ""))
+    # counted from the attempt's start where the watcher read it: an earlier attempt's drops are not this one's
+    all_hits, during = attempt.hits(rule_hits(router.get("counters", "")))
     hits = drops_for(all_hits, proto.flows)
+    when = DURING if during else SINCE_LOADED
     evidence = {
         "router_conntrack": entries,
-        "router_drops": [f"{h.chain}: '{h.comment}' dropped {h.packets} packets" for h in hits],
+        "router_drops": [f"{h.chain}: '{h.comment}' dropped {h.packets} packets {when}" for h in hits],
         "client": client,
         "server": server,
         "check_output": check_text.strip().splitlines()[-5:],
@@ -133,7 +135,7 @@ def check_tunnel(lab: DockerLab, ctx: TunnelContext, router_node: str) -> Tunnel
         router=RouterEvidence(tuple(ConntrackEntry.parse(line) for line in all_entries), tuple(all_hits)),
     )
     facts = proto.diagnose(seen) + (return_route_facts(server, ctx) if observed != "up" else [])
-    reason = explain(observed, detail, facts, entries, hits, proto.flows, ctx)
+    reason = explain(observed, detail, facts, entries, hits, proto.flows, ctx, when)
     seconds = millis / 1000 if millis is not None else elapsed
     return TunnelResult(
         tunnel.client, tunnel.server, tunnel.protocol, tunnel.expect, observed, reason, round(seconds, 2), evidence

@@ -123,6 +123,31 @@ def test_drops_before_the_attempt_began_are_not_counted() -> None:
         assert wait_for(lambda: "alice" in lab.notes)
 
 
+def test_the_attempt_quotes_only_its_own_drops() -> None:
+    lab, ctx = RouterLab(), contexts()
+    lab.drop("vpnlab: block udp/1194", 50)  # an earlier check's
+    with blocked.watched(lab, "router", ctx["alice"]) as attempt:
+        assert attempt.began.is_set() and attempt.since is not None  # read before the attempt began
+        lab.drop("vpnlab: block udp/1194", 3)
+    after = blocked.rule_hits(lab.reading())
+    assert attempt.hits(after) == ([blocked.RuleHit("FORWARD", "vpnlab: block udp/1194", 3)], True)
+
+
+def test_a_router_that_cannot_be_read_delays_nothing_and_its_counts_say_so() -> None:
+    class Unreadable(RouterLab):
+        def stream(self, node: str, cmd: list[str]) -> FakeStream:
+            raise RuntimeError("the engine does not answer")
+
+    lab, ctx = Unreadable(), contexts()
+    lab.drop("vpnlab: block udp/1194", 5)
+    started = time.monotonic()
+    with blocked.watched(lab, "router", ctx["alice"]) as attempt:
+        pass
+    assert time.monotonic() - started < 1  # not the first reading's wait (5 s)
+    after = blocked.rule_hits(lab.reading())
+    assert attempt.hits(after) == (after, False)  # cumulative, and said to be
+
+
 def test_a_rule_of_another_flow_tells_nothing() -> None:
     lab, ctx = RouterLab(), contexts()
     with blocked.watched(lab, "router", ctx["alice"]):
