@@ -131,6 +131,7 @@ def check_tunnel(lab: DockerLab, ctx: TunnelContext, router_node: str) -> Tunnel
         client=client,
         server=server,
         router=RouterEvidence(tuple(ConntrackEntry.parse(line) for line in all_entries), tuple(all_hits)),
+        router_dials=tunnel.client == router_node,
     )
     facts = proto.diagnose(seen) + (return_route_facts(server, ctx) if observed != "up" else [])
     reason = explain(observed, detail, facts, entries, hits, proto.flows, ctx)

@@ -211,11 +211,17 @@ class AllowRule(BlockRule):
 # router.nat: "masquerade-random-fully" is MASQUERADE --random-fully (a random source port
 # per new mapping instead of keeping the client's port: endpoint-dependent, "symmetric" NAT)
 NatMode = Literal["masquerade", "masquerade-random-fully", "none"]
+# router.helpers_for: which traffic the helpers are attached to. "forwarded": connections the
+# LAN starts through the router (raw PREROUTING); "local": connections the router starts itself
+# (raw OUTPUT), such as its own PPTP client. [forwarded] alone is OpenWrt's firewall bug
+# (docs/scenarios.md, scenario 2): the router's own PPTP never gets the helper.
+HelperTraffic = Literal["forwarded", "local"]
 
 
 class Router(Strict):
     nat: NatMode = "masquerade"
     helpers: list[str] = Field(default_factory=list)
+    helpers_for: list[HelperTraffic] = Field(default_factory=lambda: ["forwarded", "local"])
     passthrough: Passthrough = Field(default_factory=lambda: every_family({}), validate_default=True)
     block: list[BlockRule] = Field(default_factory=list)
     # None: everything may go out (LAN -> WAN); a list: only these (a guest or hotel network)
@@ -235,6 +241,15 @@ class Router(Strict):
             if helper in seen:
                 raise ValueError(f"helper '{helper}' is listed twice")
             seen.add(helper)
+        return value
+
+    @field_validator("helpers_for")
+    @classmethod
+    def some_traffic(cls, value: list[HelperTraffic]) -> list[HelperTraffic]:
+        if not value:
+            raise ValueError("name forwarded, local or both (to attach no helper at all, leave helpers empty)")
+        if len(set(value)) < len(value):
+            raise ValueError(f"each of {', '.join(dict.fromkeys(value))} is listed once")
         return value
 
 
