@@ -33,6 +33,7 @@ from lab.check.results import TunnelResult
 from lab.check.scripts import deadline, parse_sections, sections_command, split_check_output, tunnel_dir
 from lab.protocols import PROTOCOLS
 from lab.protocols.base import TunnelContext
+from lab.router.comments import INPUT_DROPS
 from lab.runtime.lab import DockerLab, parallel
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -127,6 +128,9 @@ def check_tunnel(lab: DockerLab, ctx: TunnelContext, router_node: str) -> Tunnel
         "server": server,
         "check_output": check_text.strip().splitlines()[-5:],
     }
+    if tunnel.client == router_node:  # the router's own call: what comes back meets INPUT, not FORWARD
+        evidence["router_input_drops"] = [f"{h.chain}: '{h.comment}' dropped {h.packets} packets"
+                                          for h in all_hits if h.chain == "INPUT" and h.comment in INPUT_DROPS]
     seen = Evidence(
         client=client,
         server=server,

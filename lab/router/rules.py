@@ -150,6 +150,7 @@ def render_ruleset(router: RouterPlan) -> str:
         router=router,
         prefix=COMMENT_PREFIX,
         gre_not_tied=comments.INPUT_GRE_NOT_TIED,
+        unsolicited=comments.INPUT_UNSOLICITED,
         default_drop=comments.FORWARD_DEFAULT_DROP,
         strict_not_allowed=comments.STRICT_NOT_ALLOWED,
     )

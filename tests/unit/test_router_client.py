@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 
 from lab.check.evidence import Evidence, RouterEvidence
+from lab.check.run import check_tunnel
 from lab.errors import TopologyError
 from lab.plan import plan_lab
 from lab.protocols import PROTOCOLS
 from lab.protocols.base import Environment
 from lab.router.rules import plan_router, render_ruleset
+from lab.runtime.lab import ExecResult
 from lab.steps.router_change import RULES_COMMAND, merged_router, router_changes
 from lab.topology import load_topology, parse_topology
 from lab.topology.model import Topology
@@ -164,3 +166,28 @@ def test_the_routers_own_call_is_diagnosed_as_gre_dropped_at_input() -> None:
     # the same evidence from a LAN client through a router without NAT reads as a forwarding problem
     lan = PROTOCOLS["pptp"].diagnose(Evidence(router=router))
     assert not any("router's own call" in fact for fact in lan)
+
+
+class DialledLab:
+    """Answers like a lab whose router dialled a server that never got its GRE back."""
+
+    def exec(self, node: str, command: str, *, timeout: float | None = None) -> ExecResult:
+        if command.endswith("check.sh"):
+            return ExecResult(node, command, 1, "vpnlab-result down 15400 pppd exited after 15.4 s\n")
+        if node == "router" and "conntrack -L" in command:
+            counters = ("chain INPUT\n     3   180 ACCEPT  0 -- * * 0.0.0.0/0 0.0.0.0/0 "
+                        "/* vpnlab: input return traffic */\n" + COUNTERS.split("\n", 1)[1])
+            return ExecResult(node, command, 0, f"==== conntrack\n{CONTROL}\n{GRE}\n==== counters\n{counters}")
+        return ExecResult(node, command, 0, "")
+
+
+def test_the_routers_own_check_keeps_its_input_drops_as_evidence() -> None:
+    t = load_topology(SCENARIO)
+    plan = plan_lab(t, Environment(ppp=True), FixedSecrets(t.name))
+    result = check_tunnel(DialledLab(), plan.tunnels[1], "router")  # type: ignore[arg-type]
+    assert (result.client, result.observed) == ("router", "down")
+    assert result.evidence["router_input_drops"] == ["INPUT: 'vpnlab: input gre from wan not tied to a call' dropped 12 packets"]
+    assert GRE in result.evidence["router_conntrack"]
+    assert "GRE from the server not tied to the router's own call" in result.reason
+    alice = check_tunnel(DialledLab(), plan.tunnels[0], "router")  # type: ignore[arg-type]
+    assert "router_input_drops" not in alice.evidence  # a LAN client's evidence is as it was
