@@ -211,10 +211,8 @@ class AllowRule(BlockRule):
 # router.nat: "masquerade-random-fully" is MASQUERADE --random-fully (a random source port
 # per new mapping instead of keeping the client's port: endpoint-dependent, "symmetric" NAT)
 NatMode = Literal["masquerade", "masquerade-random-fully", "none"]
-# router.helpers_for: which traffic the helpers are attached to. "forwarded": connections the
-# LAN starts through the router (raw PREROUTING); "local": connections the router starts itself
-# (raw OUTPUT), such as its own PPTP client. [forwarded] alone is OpenWrt's firewall bug
-# (docs/scenarios.md, scenario 2): the router's own PPTP never gets the helper.
+# router.helpers_for: "forwarded" (raw PREROUTING: what the LAN starts), "local" (raw OUTPUT: what the
+# router starts itself). [forwarded] alone is OpenWrt's firewall bug (lab.router.dialing).
 HelperTraffic = Literal["forwarded", "local"]
 
 
@@ -245,11 +243,11 @@ class Router(Strict):
 
     @field_validator("helpers_for")
     @classmethod
-    def some_traffic(cls, value: list[HelperTraffic]) -> list[HelperTraffic]:
+    def traffic_named_once(cls, value: list[HelperTraffic]) -> list[HelperTraffic]:
         if not value:
             raise ValueError("name forwarded, local or both (to attach no helper at all, leave helpers empty)")
-        if len(set(value)) < len(value):
-            raise ValueError(f"each of {', '.join(dict.fromkeys(value))} is listed once")
+        if twice := next((traffic for i, traffic in enumerate(value) if traffic in value[:i]), None):
+            raise ValueError(f"'{twice}' is listed twice")
         return value
 
 

@@ -68,7 +68,7 @@ def test_an_unknown_client_is_still_refused_as_before() -> None:
 @pytest.mark.parametrize("value,message", [
     ("[prerouting]", "router.helpers_for[0]: Input should be 'forwarded' or 'local'"),
     ("[]", "router.helpers_for: name forwarded, local or both (to attach no helper at all, leave helpers empty)"),
-    ("[local, local]", "router.helpers_for: each of local is listed once"),
+    ("[local, local]", "router.helpers_for: 'local' is listed twice"),
     ("local", "router.helpers_for: Input should be a valid list"),
 ])
 def test_helpers_for_is_checked_strictly(value: str, message: str) -> None:
