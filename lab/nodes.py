@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from lab.protocols import PROTOCOLS
 from lab.protocols.base import CONF_DIR, LOG_DIR, RUN_DIR, Environment, NodeFile, ServerContext
 from lab.render import render
+from lab.router.dialing import SYSLOGD
 from lab.router.rules import render_ruleset
 from lab.check.scripts import tunnel_files
 from lab.topology.links import LinkConditions
@@ -68,7 +69,7 @@ def _devices(protocols: set[str], environment: Environment) -> list[str]:
 
 def router_node(plan: LabPlan) -> NodeSpec:
     router, addresses, links = plan.router, plan.addresses, plan.topology.router.links
-    return NodeSpec(
+    node = NodeSpec(
         name=router.name,
         role="router",
         links=[
@@ -79,6 +80,14 @@ def router_node(plan: LabPlan) -> NodeSpec:
         files=[NodeFile(f"{CONF_DIR}/rules.v4", render_ruleset(router))],
         setup=[f"vpnlab_iptables_restore {CONF_DIR}/rules.v4"],
     )
+    tunnels = plan.tunnels_of(router.name)  # the router as a VPN client (lab.router.dialing)
+    if tunnels:
+        node.devices = _devices({ctx.tunnel.protocol for ctx in tunnels}, plan.environment)
+        node.setup.append(SYSLOGD)
+        for ctx in tunnels:
+            node.files += PROTOCOLS[ctx.tunnel.protocol].client_files(ctx) + tunnel_files(ctx)
+        node.files = _dedupe(node.files)
+    return node
 
 
 def server_node(plan: LabPlan, name: str) -> NodeSpec:

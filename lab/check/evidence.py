@@ -102,6 +102,8 @@ class Evidence:
     client: Mapping[str, str] = field(default_factory=dict)  # client sections by name ('client log', 'pppd', ...)
     server: Mapping[str, str] = field(default_factory=dict)  # server sections by name ('log', 'charon log', ...)
     router: RouterEvidence = field(default_factory=RouterEvidence)
+    # the client is the router itself (lab.router.dialing): its traffic is local, not forwarded
+    router_dials: bool = False
 
 
 def router_evidence_command(client_ip: str, server_ip: str) -> str:

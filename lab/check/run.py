@@ -33,6 +33,7 @@ from lab.check.results import TunnelResult
 from lab.check.scripts import deadline, parse_sections, sections_command, split_check_output, tunnel_dir
 from lab.protocols import PROTOCOLS
 from lab.protocols.base import TunnelContext
+from lab.router.comments import INPUT_DROPS
 from lab.runtime.lab import DockerLab, parallel
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -129,10 +130,14 @@ def check_tunnel(lab: DockerLab, ctx: TunnelContext, router_node: str) -> Tunnel
         "server": server,
         "check_output": check_text.strip().splitlines()[-5:],
     }
+    if tunnel.client == router_node:  # the router's own call: what comes back meets INPUT, not FORWARD
+        evidence["router_input_drops"] = [f"{h.chain}: '{h.comment}' dropped {h.packets} packets"
+                                          for h in all_hits if h.chain == "INPUT" and h.comment in INPUT_DROPS]
     seen = Evidence(
         client=client,
         server=server,
         router=RouterEvidence(tuple(ConntrackEntry.parse(line) for line in all_entries), tuple(all_hits)),
+        router_dials=tunnel.client == router_node,
     )
     facts = proto.diagnose(seen) + (return_route_facts(server, ctx) if observed != "up" else [])
     reason = explain(observed, detail, facts, entries, hits, proto.flows, ctx, when)

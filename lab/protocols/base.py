@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from lab.credentials import LabSecrets
 from lab.kernel.needs import Need
+from lab.router.dialing import ROUTER_CLIENT
 from lab.topology.addressing import AddressPlan
 from lab.topology.model import Topology, Tunnel
 
@@ -95,6 +96,10 @@ class TunnelContext:
 
     @property
     def client_lan(self) -> ipaddress.IPv4Address:
+        """The address the client's packets leave from, as the router sees them: a LAN client's,
+        or the router's own WAN address when the router dials (lab.router.dialing)."""
+        if self.tunnel.client == ROUTER_CLIENT:
+            return self.plan.router_wan
         return self.plan.clients[self.tunnel.client]
 
     @property

@@ -153,7 +153,9 @@ class Pptp(PppProtocol):
         gre_unanswered = any(e.unreplied for e in router.entries("gre"))
         if gre_unanswered and any(e.assured for e in control):
             helper = any(e.helper == "pptp" for e in control)
-            if any(e.source_translated for e in control):
+            if evidence.router_dials:
+                facts.append(_gre_not_tied_to_own_call(router, helper))
+            elif any(e.source_translated for e in control):
                 facts.append(_gre_not_translated(router))
             else:
                 facts.append(_gre_not_matched(router, helper))
@@ -195,3 +197,17 @@ def _gre_not_translated(router: RouterEvidence) -> str:
     if dropped is not None:
         fact += f"; rule '{INPUT_GRE_NOT_TIED}' dropped {dropped} packets sent to the router itself"
     return fact + ")"
+
+
+def _gre_not_tied_to_own_call(router: RouterEvidence, helper: bool) -> str:
+    """The router dialled itself: its call's TCP 1723 left through the raw OUTPUT chain, where a
+    helper attached for forwarded traffic only (raw PREROUTING) never sees it. The server's GRE
+    then comes to the router as new traffic from the WAN and dies at INPUT (OpenWrt's bug)."""
+    why = ("the pptp helper is attached but did not tie it" if helper
+           else "no pptp helper on the router's own TCP 1723 connection")
+    fact = (f"GRE from the server not tied to the router's own call ({why}): the router's GRE entry in "
+            "its conntrack stays [UNREPLIED]")
+    dropped = router.packets(INPUT_GRE_NOT_TIED, chain="INPUT")
+    if dropped is not None:
+        fact += f"; rule '{INPUT_GRE_NOT_TIED}' (INPUT) dropped {dropped} packets"
+    return fact

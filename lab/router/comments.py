@@ -6,6 +6,9 @@ from __future__ import annotations
 COMMENT_PREFIX = "vpnlab:"
 # INPUT: GRE addressed to the router itself, i.e. not tied to a PPTP call by the helper
 INPUT_GRE_NOT_TIED = f"{COMMENT_PREFIX} input gre from wan not tied to a call"
+# INPUT: the rest of what comes from the WAN unasked (a router's wan zone input REJECT)
+INPUT_UNSOLICITED = f"{COMMENT_PREFIX} input unsolicited from wan"
+INPUT_DROPS = (INPUT_GRE_NOT_TIED, INPUT_UNSOLICITED)
 # FORWARD: what no rule accepted (new traffic from the WAN, e.g. a server's GRE that a
 # router without the pptp helper cannot match to the client's call)
 FORWARD_DEFAULT_DROP = f"{COMMENT_PREFIX} forward default drop"

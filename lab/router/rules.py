@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from lab.render import render
 from lab.router import comments
 from lab.router.comments import COMMENT_PREFIX
+from lab.router.dialing import dials_out
 from lab.router.helpers import CONNTRACK_SYSCTLS, HELPERS, HelperFlow, passthrough_flows
 from lab.topology.addressing import AddressPlan
 from lab.topology.model import ICMP_TYPES, AllowRule, Topology
@@ -63,6 +64,9 @@ class RouterPlan:
     allowed_out: list[DropRule] | None = None
     strict_drops: list[DropRule] = field(default_factory=list)
     output_drops: list[DropRule] = field(default_factory=list)  # of what the router sends itself
+    # helpers for the connections the router starts itself (raw OUTPUT): only when it dials a
+    # tunnel (lab.router.dialing) and router.helpers_for has "local"
+    local_helpers: list[HelperFlow] = field(default_factory=list)
 
     @property
     def masquerades(self) -> bool:
@@ -95,6 +99,7 @@ def plan_router(topology: Topology, plan: AddressPlan) -> RouterPlan:
 
     allowed_out, strict_drops = _strict(router.allow_out)
 
+    flows = [flow for name in router.helpers for flow in HELPERS[name].flows]
     sysctls = {"net.ipv4.ip_forward": "1"}
     for key, sysctl in CONNTRACK_SYSCTLS.items():
         value = getattr(router.conntrack, key)
@@ -106,7 +111,8 @@ def plan_router(topology: Topology, plan: AddressPlan) -> RouterPlan:
         lan_if=LAN_IF,
         wan_if=WAN_IF,
         lan=str(plan.lan),
-        helpers=[flow for name in router.helpers for flow in HELPERS[name].flows],
+        helpers=flows if "forwarded" in router.helpers_for else [],
+        local_helpers=flows if "local" in router.helpers_for and dials_out(topology) else [],
         drops=drops,
         sysctls=sysctls,
         allowed_out=allowed_out,
@@ -144,6 +150,7 @@ def render_ruleset(router: RouterPlan) -> str:
         router=router,
         prefix=COMMENT_PREFIX,
         gre_not_tied=comments.INPUT_GRE_NOT_TIED,
+        unsolicited=comments.INPUT_UNSOLICITED,
         default_drop=comments.FORWARD_DEFAULT_DROP,
         strict_not_allowed=comments.STRICT_NOT_ALLOWED,
     )

@@ -29,7 +29,7 @@ from lab.profiles import merge_router
 from lab.router.helpers import HELPERS
 from lab.topology.model import Router, quoted
 
-CHANGEABLE = ("helpers", "passthrough", "block", "allow_out")
+CHANGEABLE = ("helpers", "helpers_for", "passthrough", "block", "allow_out")
 # keys of a router section a running router cannot take, and why
 FIXED = {
     "nat": "the NAT mode is fixed when the lab is built (the servers' routes back to the LAN depend on it); "
@@ -40,7 +40,7 @@ FIXED = {
                f"({', '.join(CHANGEABLE)})",
 }
 # what the step shows of the router's rules: the chains vpnlab fills
-RULE_CHAINS = (("raw", "PREROUTING"), ("nat", "POSTROUTING"), ("filter", "FORWARD"))
+RULE_CHAINS = (("raw", "PREROUTING"), ("raw", "OUTPUT"), ("nat", "POSTROUTING"), ("filter", "FORWARD"))
 
 Location = tuple[Any, ...]
 
@@ -77,6 +77,8 @@ def router_changes(before: Router, after: Router) -> list[str]:
     said: list[str] = []
     said += [f"helper {h} added" for h in after.helpers if h not in before.helpers]
     said += [f"helper {h} removed" for h in before.helpers if h not in after.helpers]
+    said += [f"helpers for {traffic} traffic on" for traffic in after.helpers_for if traffic not in before.helpers_for]
+    said += [f"helpers for {traffic} traffic off" for traffic in before.helpers_for if traffic not in after.helpers_for]
     said += [f"passthrough {family} {'on' if on else 'off'}" for family, on in after.passthrough.items()
              if before.passthrough.get(family, True) != on]
     said += _rules_changed("block", [r.label for r in before.block], [r.label for r in after.block])

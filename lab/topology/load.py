@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from lab.errors import Problem, TopologyError
+from lab.router.dialing import ROUTER_CLIENT, dialing_problem
 from lab.topology.addressing import capacity_problems
 from lab.topology.model import RESERVED_NODE_NAMES, STUN_NODE, Topology, quoted
 from lab.topology.source import MAX_BYTES, decode, parse_yaml, screen
@@ -205,7 +206,10 @@ def cross_reference_problems(data: dict[str, Any]) -> list[Problem]:
         if not isinstance(tunnel, dict):
             continue
         client, server, proto = tunnel.get("client"), tunnel.get("server"), tunnel.get("protocol")
-        if isinstance(client, str) and client not in client_names:
+        if client == ROUTER_CLIENT and isinstance(proto, str) and proto in PROTOCOLS:
+            if (why := dialing_problem(proto)) is not None:
+                problems.append(Problem(f"tunnels[{i}].protocol", why))
+        elif isinstance(client, str) and client not in client_names:
             problems.append(Problem(f"tunnels[{i}].client", f"no client named '{quoted(client)}' (clients: {', '.join(client_names) or 'none'})"))
         if isinstance(server, str) and server not in server_names:
             problems.append(Problem(f"tunnels[{i}].server", f"no server named '{quoted(server)}' (servers: {', '.join(server_names) or 'none'})"))

@@ -211,11 +211,15 @@ class AllowRule(BlockRule):
 # router.nat: "masquerade-random-fully" is MASQUERADE --random-fully (a random source port
 # per new mapping instead of keeping the client's port: endpoint-dependent, "symmetric" NAT)
 NatMode = Literal["masquerade", "masquerade-random-fully", "none"]
+# router.helpers_for: "forwarded" (raw PREROUTING: what the LAN starts), "local" (raw OUTPUT: what the
+# router starts itself). [forwarded] alone is OpenWrt's firewall bug (lab.router.dialing).
+HelperTraffic = Literal["forwarded", "local"]
 
 
 class Router(Strict):
     nat: NatMode = "masquerade"
     helpers: list[str] = Field(default_factory=list)
+    helpers_for: list[HelperTraffic] = Field(default_factory=lambda: ["forwarded", "local"])
     passthrough: Passthrough = Field(default_factory=lambda: every_family({}), validate_default=True)
     block: list[BlockRule] = Field(default_factory=list)
     # None: everything may go out (LAN -> WAN); a list: only these (a guest or hotel network)
@@ -235,6 +239,15 @@ class Router(Strict):
             if helper in seen:
                 raise ValueError(f"helper '{helper}' is listed twice")
             seen.add(helper)
+        return value
+
+    @field_validator("helpers_for")
+    @classmethod
+    def traffic_named_once(cls, value: list[HelperTraffic]) -> list[HelperTraffic]:
+        if not value:
+            raise ValueError("name forwarded, local or both (to attach no helper at all, leave helpers empty)")
+        if twice := next((traffic for i, traffic in enumerate(value) if traffic in value[:i]), None):
+            raise ValueError(f"'{twice}' is listed twice")
         return value
 
 

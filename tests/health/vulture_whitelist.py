@@ -14,6 +14,8 @@ _.from_text, _.unique_helpers, _.private_lan, _.documentation_wan  # noqa
 _.one_command_line, _.one_key, _.protocol_options, _.steps_name_the_topology  # noqa (scenario steps)
 # read by Jinja2 templates (setup.sh.j2, rules.v4.j2) or through the dataclass in templates
 secondary, setup, _.setup, kernel_name, _.nat_comment, _.nat_options  # noqa
+# the router as a VPN client (lab.router.dialing): rules.v4.j2 reads local_helpers; pydantic calls the validator
+local_helpers, _.traffic_named_once  # noqa
 # tarfile.TarInfo attributes written for the archive
 _.mtime, _.size  # noqa
 # public API: the JSON round trip of a matrix result, topology node names

@@ -99,13 +99,13 @@ def test_the_partial_section_is_checked_by_the_router_model_with_its_place() -> 
         "steps[1].router.passthrough.pptpx: unknown passthrough family 'pptpx' (known: pptp, l2tp, ipsec)",
         "steps[1].router.block[0]: 'udp/70000': ports must be 1-65535 and LOW <= HIGH",
         "steps[1].router.helpers[0]: unknown helper 'pptpp' (known: pptp, ftp, tftp, sip, irc, h323, amanda, netbios-ns, snmp, sane)",
-        "steps[2].router.blocks: a router step changes only helpers, passthrough, block, allow_out",
+        "steps[2].router.blocks: a router step changes only helpers, helpers_for, passthrough, block, allow_out",
         "steps[2].router.conntrack: conntrack timeouts are the router's sysctls, set when it is created and not writable "
         "from inside it; a router step cannot change them",
         "steps[2].router.nat: the NAT mode is fixed when the lab is built (the servers' routes back to the LAN depend on it); "
         "a router step cannot change it",
         "steps[2].router.profile: a profile is read when the lab is built; a router step names the keys it changes "
-        "(helpers, passthrough, block, allow_out)",
+        "(helpers, helpers_for, passthrough, block, allow_out)",
         "steps[3].router: Dictionary should have at least 1 item after validation, not 0",
         "steps[4].router.block: Input should be a valid list",
         "steps[5].router.allow_out[1]: 'tcp/99999': ports must be 1-65535 and LOW <= HIGH",
