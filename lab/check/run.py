@@ -131,7 +131,7 @@ def check_tunnel(lab: DockerLab, ctx: TunnelContext, router_node: str) -> Tunnel
         "check_output": check_text.strip().splitlines()[-5:],
     }
     if tunnel.client == router_node:  # the router's own call: what comes back meets INPUT, not FORWARD
-        evidence["router_input_drops"] = [f"{h.chain}: '{h.comment}' dropped {h.packets} packets"
+        evidence["router_input_drops"] = [f"{h.chain}: '{h.comment}' dropped {h.packets} packets {when}"
                                           for h in all_hits if h.chain == "INPUT" and h.comment in INPUT_DROPS]
     seen = Evidence(
         client=client,
