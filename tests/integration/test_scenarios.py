@@ -240,7 +240,7 @@ def test_pmtu_black_hole_swallows_large_packets_until_frag_needed_passes(tmp_pat
     def observed(step: dict) -> dict[str, str]:
         return {v["tunnel"]: v["observed"] for v in step["verdicts"]}
 
-    tunnels = ("alice/wireguard", "alice/openvpn-udp")
+    tunnels = ("alice/wireguard", "alice/openvpn-udp", "alice/ikev2")  # IPsec's ESP in UDP 4500 as well
     assert observed(steps[0]) == dict.fromkeys(tunnels, "up")
     assert observed(steps[1]) == dict.fromkeys(tunnels, "down")
     assert all("(1372 bytes, DF set)" in v["reason"] for v in steps[1]["verdicts"])
