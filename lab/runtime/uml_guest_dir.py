@@ -87,13 +87,12 @@ def guest_folder(path: Path, identity: tuple[int, int] | None) -> Path:
     except FileExistsError:
         pass
     try:
-        fd = os.open(path, _DIR_FLAGS)  # O_NOFOLLOW: a link in its place fails here (ELOOP or ENOTDIR)
-    except NotADirectoryError:
-        raise UnsafePath(path, "is not a folder", f"remove it (vpnlab makes it again): rm {path}") from None
+        fd = os.open(path, _DIR_FLAGS)  # O_NOFOLLOW: a link in its place is refused (ENOTDIR or ELOOP)
     except OSError as exc:
-        if exc.errno != errno.ELOOP:
+        if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
             raise
-        raise UnsafePath(path, "is a symbolic link", f"remove it (vpnlab makes it again): rm {path}") from None
+        what = "is a symbolic link" if os.path.islink(path) else "is not a folder"
+        raise UnsafePath(path, what, f"remove it (vpnlab makes it again): rm {path}") from None
     try:
         info = os.fstat(fd)
         if info.st_uid not in (uid, os.geteuid()):
