@@ -27,7 +27,8 @@ import requests
 
 from lab.errors import PrerequisiteError, VpnlabError
 from lab.runtime.uml_guest_dir import (
-    adopt_old_disk, fresh_subfolder, guest_folder, guest_identity, mounts_root, prepare_disk, write_new,
+    adopt_old_disk, fresh_subfolder, guest_folder, guest_identity, mounts_root, prepare_disk, remove_entry,
+    write_new,
 )
 from lab.runtime.uml_slot import (
     Slot, UnsafePath, open_no_follow, private_dir, read_text, state_dir, write_file,
@@ -198,10 +199,10 @@ class UmlGuest:
             log.unlink()
         identity = guest_identity()  # the guest's own user when root, else None (the caller)
         guest_folder(slot.guest_dir, identity)
-        for name, empty in (("logs", True), ("uml", False)):
-            fresh_subfolder(slot.guest_dir, name, identity, empty=empty)
+        for name in ("logs", "uml"):
+            fresh_subfolder(slot.guest_dir, name, identity)
         for name in ("halt", "status", "modules-failed"):
-            (slot.guest_dir / name).unlink(missing_ok=True)  # unlink removes a link itself, never its target
+            remove_entry(slot.guest_dir / name)
         adopt_old_disk(slot.path / "disk.img", slot.disk)
         prepare_disk(slot.disk, DISK_SIZE, identity)
         host_ip, guest_ip = "169.254.64.1", "169.254.64.2"
@@ -248,10 +249,13 @@ class UmlGuest:
             self.slot.forget_stale_guest()
             _end_leftovers(self.slot)
             return
-        if self.slot.guest_dir.is_dir():  # in the guest's folder, never through its links
-            write_new(self.slot.guest_dir / "halt", "", 0o644)
-        else:  # a guest booted by vpnlab before guests had a folder of their own watches the slot
-            write_file(self.slot.path / "halt", "")
+        try:
+            if self.slot.guest_dir.is_dir():  # in the guest's folder, never through its links
+                write_new(self.slot.guest_dir / "halt", "", 0o644)
+            else:  # a guest booted by vpnlab before guests had a folder of their own watches the slot
+                write_file(self.slot.path / "halt", "")
+        except (OSError, UnsafePath) as exc:  # e.g. a folder the guest put there: it is killed below
+            slot_log.warning("%s: no halt flag (%s); killing the guest", self.slot.path, exc)
         deadline = time.monotonic() + HALT_TIMEOUT
         while time.monotonic() < deadline and _alive(pid):
             time.sleep(0.2)

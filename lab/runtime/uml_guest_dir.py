@@ -105,20 +105,23 @@ def guest_folder(path: Path, identity: tuple[int, int] | None) -> Path:
     return path
 
 
-def fresh_subfolder(guest_dir: Path, name: str, identity: tuple[int, int] | None, *, empty: bool) -> None:
-    """``guest_dir/name`` as a folder of the guest's user; ``empty``: removed first with its content
-    (shutil.rmtree refuses a link and never follows one below)."""
-    path = guest_dir / name
-    if empty:  # done while the guest is stopped: nothing of its user swaps it between lstat and removal
-        try:
-            info = os.lstat(path)
-        except FileNotFoundError:
-            info = None
-        if info is not None and stat.S_ISDIR(info.st_mode):
-            shutil.rmtree(path)  # fd-based: never follows a link below
-        elif info is not None:
-            path.unlink()  # a link or file in the folder's place: removed itself, its target untouched
-    guest_folder(path, identity)
+def remove_entry(path: Path) -> None:
+    """Remove whatever the guest left at ``path`` (a file, a link itself, a folder with its content).
+    Done while the guest is stopped: nothing of its user swaps it between lstat and removal."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(info.st_mode):
+        shutil.rmtree(path)  # fd-based: never follows a link below
+    else:
+        path.unlink()  # a link is removed itself, its target untouched
+
+
+def fresh_subfolder(guest_dir: Path, name: str, identity: tuple[int, int] | None) -> None:
+    """``guest_dir/name`` as a new, empty folder of the guest's user."""
+    remove_entry(guest_dir / name)
+    guest_folder(guest_dir / name, identity)
 
 
 def write_new(path: Path, data: str, mode: int) -> None:

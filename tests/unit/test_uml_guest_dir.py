@@ -26,7 +26,7 @@ def test_the_guest_folder_is_made_private_to_the_guest_user(tmp_path: Path) -> N
     folder = guest_folder(tmp_path / "guest", GUEST)
     info = folder.stat()
     assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (*GUEST, 0o700)
-    fresh_subfolder(folder, "logs", GUEST, empty=True)
+    fresh_subfolder(folder, "logs", GUEST)
     assert (folder / "logs").stat().st_uid == GUEST[0]
 
 
@@ -50,7 +50,7 @@ def test_emptying_a_log_folder_swapped_for_a_link_leaves_its_target_alone(tmp_pa
     victim.mkdir()
     (victim / "precious").write_text("keep")
     (guest / "logs").symlink_to(victim, target_is_directory=True)
-    fresh_subfolder(guest, "logs", None, empty=True)
+    fresh_subfolder(guest, "logs", None)
     assert (victim / "precious").read_text() == "keep"
     assert (guest / "logs").is_dir() and not (guest / "logs").is_symlink()
 
@@ -152,3 +152,18 @@ def test_as_root_the_guest_kernel_is_started_as_the_guest_user(tmp_path, monkeyp
         assert (slot.guest_dir / "init.sh").stat().st_uid == 0  # root's file: the guest may not change it
     finally:
         guest.release()
+
+
+def test_a_folder_planted_as_the_halt_flag_does_not_keep_the_guest_alive(tmp_path, monkeypatch) -> None:
+    slot = Slot(tmp_path / "slot0", 0)
+    slot.path.mkdir(mode=0o700)
+    (slot.guest_dir / "halt").mkdir(parents=True)  # the guest's user owns the folder: it can do this
+    guest = subprocess.Popen(["sh", "-c", "sleep 60", str(slot.launch_script)], start_new_session=True)
+    try:
+        slot.record_guest(guest.pid)
+        monkeypatch.setattr(uml, "HALT_TIMEOUT", 0.5)
+        UmlGuest(slot).stop()
+        assert guest.wait(timeout=5) is not None and not slot.running()
+    finally:
+        guest.kill()
+        guest.wait()
