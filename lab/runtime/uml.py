@@ -209,7 +209,7 @@ class UmlGuest:
         from lab.render import render  # jinja2: only when a guest boots
 
         init = render("uml/init.sh.j2", modules_dir=MODULES_ROOT / str(kernel_release()), modules=guest_modules(),
-                      warmup=guest_warmup(), guest_view=slot.guest_view, guest_ip=guest_ip, engine_port=ENGINE_PORT)
+                      warmup=guest_warmup(), slot_dir=slot.guest_view, guest_ip=guest_ip, engine_port=ENGINE_PORT)
         launch = render(
             "uml/launch.sh.j2", host_ip=host_ip, guest_ip=guest_ip, engine_port=ENGINE_PORT, tap="vpnlab-tap",
             socket=slot.socket, kernel=KERNEL, memory=MEMORY, slot_dir=slot.path, guest_dir=slot.guest_dir,
