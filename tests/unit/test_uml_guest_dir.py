@@ -167,3 +167,31 @@ def test_a_folder_planted_as_the_halt_flag_does_not_keep_the_guest_alive(tmp_pat
     finally:
         guest.kill()
         guest.wait()
+
+
+@AS_ROOT
+def test_the_guest_user_is_made_on_first_use_and_never_root(monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from lab.errors import PrerequisiteError
+    from lab.runtime import uml_guest_dir
+
+    users: dict[str, SimpleNamespace] = {}
+    calls: list[list[str]] = []
+
+    def getpwnam(name: str) -> SimpleNamespace:
+        return users[name]
+
+    def useradd(argv: list[str], **_: object) -> SimpleNamespace:
+        calls.append(argv)
+        users[argv[-1]] = SimpleNamespace(pw_uid=998, pw_gid=997)
+        return SimpleNamespace(returncode=0, stderr="")
+
+    monkeypatch.setattr(uml_guest_dir.pwd, "getpwnam", getpwnam)
+    monkeypatch.setattr(uml_guest_dir.subprocess, "run", useradd)
+    assert uml_guest_dir.guest_identity() == (998, 997)
+    assert calls[0][:2] == ["useradd", "--system"] and calls[0][-1] == "vpnlab-guest"
+    assert uml_guest_dir.guest_identity() == (998, 997) and len(calls) == 1  # made once
+    users["vpnlab-guest"] = SimpleNamespace(pw_uid=0, pw_gid=0)
+    with pytest.raises(PrerequisiteError, match="uid or gid 0"):
+        uml_guest_dir.guest_identity()
