@@ -5,7 +5,8 @@ project's own machines among them). Debian's UML kernel has them and runs as
 an ordinary process. Each guest lives in a *slot* folder of the state
 directory: its disk image (the engine's data root, so images persist between
 runs), its logs, and the unix socket through which the host's docker SDK
-reaches the guest's engine. The guest sees the host's files read-only.
+reaches the guest's engine. The guest sees the host's files read-only, and its kernel
+runs as an unprivileged host user (lab.runtime.uml_guest_dir) when vpnlab is root.
 
 A guest is started in its own network namespace (see templates/uml/launch.sh.j2)
 and stopped by a halt flag its init watches, then by killing its process group.
