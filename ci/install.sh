@@ -2,7 +2,8 @@
 # Prepare a fresh Debian 12 / Ubuntu 24.04 machine for vpnlab, idempotently:
 #   1. install the missing system packages (one apt-get update, only if needed),
 #   2. start the Docker engine if it does not answer,
-#      (1 and 2: lab/setup/machine.sh, the same script `vpnlab setup` runs)
+#   2b. create the unprivileged user User-Mode Linux guests run as (vpnlab-guest),
+#      (1 to 2b: lab/setup/machine.sh, the same script `vpnlab setup` runs)
 #   3. create .venv in the repo root and pip install -e '.[test]' into it
 #      (skipped when pyproject.toml is unchanged since the last install).
 # Runs as root or with sudo; never reads stdin (CI has none). Safe to run twice.

@@ -248,7 +248,8 @@ def capture_command(lab_name: str | None, node: str, interface: str | None, seco
 @click.option("--dry-run", is_flag=True, help="Say what would be installed and started; change nothing.")
 @friendly
 def setup(dry_run: bool) -> None:
-    """Prepare this machine: system packages (Docker engine, debootstrap, User-Mode Linux...) and a running engine.
+    """Prepare this machine: system packages (Docker engine, debootstrap, User-Mode Linux...), a running engine
+    and the unprivileged user User-Mode Linux guests run as (vpnlab-guest).
 
     Idempotent, never asks anything: runs as root, or through password-less sudo.
     """

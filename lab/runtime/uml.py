@@ -5,7 +5,8 @@ project's own machines among them). Debian's UML kernel has them and runs as
 an ordinary process. Each guest lives in a *slot* folder of the state
 directory: its disk image (the engine's data root, so images persist between
 runs), its logs, and the unix socket through which the host's docker SDK
-reaches the guest's engine. The guest sees the host's files read-only.
+reaches the guest's engine. The guest sees the host's files read-only, and its kernel
+runs as an unprivileged host user (lab.runtime.uml_guest_dir) when vpnlab is root.
 
 A guest is started in its own network namespace (see templates/uml/launch.sh.j2)
 and stopped by a halt flag its init watches, then by killing its process group.
@@ -26,12 +27,16 @@ import docker.errors
 import requests
 
 from lab.errors import PrerequisiteError, VpnlabError
+from lab.runtime.uml_guest_dir import (
+    adopt_old_disk, fresh_subfolder, guest_folder, guest_identity, mounts_root, prepare_disk, remove_entry,
+    write_new,
+)
 from lab.runtime.uml_slot import (
     Slot, UnsafePath, open_no_follow, private_dir, read_text, state_dir, write_file,
 )
 from lab.runtime.uml_slot import log as slot_log  # one logger ("vpnlab.uml") for slots and guests
 
-__all__ = ["Slot", "UmlGuest", "running_slots", "state_dir", "uml_available"]
+__all__ = ["Slot", "UmlGuest", "prepare_disk", "running_slots", "state_dir", "uml_available"]
 
 KERNEL = Path("/usr/bin/linux.uml")
 MODULES_ROOT = Path("/usr/lib/uml/modules")
@@ -65,27 +70,30 @@ def guest_warmup() -> list[str]:
     return list(dict.fromkeys(c for p in PROTOCOLS.values() for c in p.guest_warmup))
 
 
-GUEST_TOOLS = ["unshare", "socat", "ip", "mkfs.ext4", "dockerd", "containerd"]
+GUEST_TOOLS = ["unshare", "setpriv", "socat", "ip", "mkfs.ext4", "dockerd", "containerd"]
 
 
 class GuestError(VpnlabError):
     """Something in the guest failed; the message names the log to read."""
 
-    def __init__(self, slot: Path, what: str, log: str):
-        self.slot = slot
+    ROOT_LOGS = ("launch.log", "console.log", "socat.log")  # written by the launch script (root), not the guest
+
+    def __init__(self, slot: Slot, what: str, log: str):
+        self.slot = slot.path
         self.log = log
         tail = ""
         # the log named, else the launch script's own (a guest that never started writes nothing)
         for name in dict.fromkeys((log, "launch.log")):
-            path = slot / "logs" / name
+            path = slot.path / "logs" / name if name in self.ROOT_LOGS else slot.guest_dir / "logs" / name
             try:  # the guest writes its logs: read without following a link it may have planted
-                tail = "\n".join(read_text(path).splitlines()[-15:])
+                text = read_text(path) if name in self.ROOT_LOGS else slot.read_guest_file(f"logs/{name}")
+                tail = "\n".join(text.splitlines()[-15:])
             except (OSError, UnsafePath):
                 continue
             if tail.strip():
                 break
-        super().__init__(f"User-Mode Linux guest ({slot.name}): {what}\n--- {path} (last lines) ---\n{tail}",
-                         hint=f"all guest logs are in {slot / 'logs'}")
+        super().__init__(f"User-Mode Linux guest ({slot.path.name}): {what}\n--- {path} (last lines) ---\n{tail}",
+                         hint=f"the guest's logs are in {slot.guest_dir / 'logs'}, its launch's in {slot.path / 'logs'}")
 
 
 def kernel_release() -> str | None:
@@ -173,42 +181,48 @@ class UmlGuest:
         deadline = started + BOOT_TIMEOUT
         while time.monotonic() < deadline:
             if self.slot.status().startswith("failed"):
-                raise GuestError(self.slot.path, self.slot.status(), "guest.log")
+                raise GuestError(self.slot, self.slot.status(), "guest.log")
             # our own child: asked directly (its command line is briefly empty while it execs)
             if launched.poll() is not None:
-                raise GuestError(self.slot.path, f"the guest exited while booting (exit {launched.returncode})",
+                raise GuestError(self.slot, f"the guest exited while booting (exit {launched.returncode})",
                                  "console.log")
             if self.slot.status() == "running" and self.engine_answers():
                 return time.monotonic() - started
             time.sleep(0.25)
         self.stop()
-        raise GuestError(self.slot.path, f"engine not ready within {BOOT_TIMEOUT:.0f} s", "dockerd.log")
+        raise GuestError(self.slot, f"engine not ready within {BOOT_TIMEOUT:.0f} s", "dockerd.log")
 
     def _prepare_files(self) -> None:
         slot = self.slot
         private_dir(slot.path, tighten=True)  # checked again: it may have changed since acquire()
-        private_dir(slot.path / "logs", tighten=True)
-        private_dir(slot.path / "uml", tighten=True)
-        for name in ("halt", "status", "modules-failed"):
-            (slot.path / name).unlink(missing_ok=True)  # unlink removes a link itself, never its target
+        private_dir(slot.path / "logs", tighten=True)  # the launch script's logs (root's)
         for log in (slot.path / "logs").iterdir():
             log.unlink()
-        prepare_disk(slot.disk, DISK_SIZE)
+        identity = guest_identity()  # the guest's own user when root, else None (the caller)
+        guest_folder(slot.guest_dir, identity)
+        for name in ("logs", "uml"):
+            fresh_subfolder(slot.guest_dir, name, identity)
+        for name in ("halt", "status", "modules-failed"):
+            remove_entry(slot.guest_dir / name)
+        adopt_old_disk(slot.path / "disk.img", slot.disk)
+        prepare_disk(slot.disk, DISK_SIZE, identity)
         host_ip, guest_ip = "169.254.64.1", "169.254.64.2"
-        common = dict(slot_dir=slot.path, guest_ip=guest_ip, engine_port=ENGINE_PORT)
         from lab.render import render  # jinja2: only when a guest boots
 
         init = render("uml/init.sh.j2", modules_dir=MODULES_ROOT / str(kernel_release()), modules=guest_modules(),
-                      warmup=guest_warmup(), **common)
+                      warmup=guest_warmup(), slot_dir=slot.guest_view, guest_ip=guest_ip, engine_port=ENGINE_PORT)
         launch = render(
-            "uml/launch.sh.j2", host_ip=host_ip, tap="vpnlab-tap", socket=slot.socket, kernel=KERNEL,
-            memory=MEMORY, disk=slot.disk, **common,
+            "uml/launch.sh.j2", host_ip=host_ip, guest_ip=guest_ip, engine_port=ENGINE_PORT, tap="vpnlab-tap",
+            socket=slot.socket, kernel=KERNEL, memory=MEMORY, slot_dir=slot.path, guest_dir=slot.guest_dir,
+            guest_view=slot.guest_view, mounts=mounts_root() if identity else None, identity=identity,
         )
-        for name, text in (("init.sh", init), ("launch.sh", launch)):
-            write_file(slot.path / name, text, 0o755)
+        write_new(slot.guest_dir / "init.sh", init, 0o755)  # root's file, read by the guest as its PID 1
+        write_file(slot.launch_script, launch, 0o755)  # root's folder: root runs it
 
     def _launch(self) -> subprocess.Popen[bytes]:
-        namespace = ["unshare", "--net"] if os.geteuid() == 0 else ["unshare", "--user", "--map-root-user", "--net"]
+        # root: a mount namespace of the guest's own too, where its folder is bind-mounted (launch.sh)
+        namespace = (["unshare", "--net", "--mount", "--propagation", "private"] if os.geteuid() == 0
+                     else ["unshare", "--user", "--map-root-user", "--net"])
         launch_log = open_no_follow(self.slot.path / "logs" / "launch.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         try:
             process = subprocess.Popen(
@@ -236,7 +250,13 @@ class UmlGuest:
             self.slot.forget_stale_guest()
             _end_leftovers(self.slot)
             return
-        write_file(self.slot.path / "halt", "")
+        try:
+            if self.slot.guest_dir.is_dir():  # in the guest's folder, never through its links
+                write_new(self.slot.guest_dir / "halt", "", 0o644)
+            else:  # a guest booted by vpnlab before guests had a folder of their own watches the slot
+                write_file(self.slot.path / "halt", "")
+        except (OSError, UnsafePath) as exc:  # e.g. a folder the guest put there: it is killed below
+            slot_log.warning("%s: no halt flag (%s); killing the guest", self.slot.path, exc)
         deadline = time.monotonic() + HALT_TIMEOUT
         while time.monotonic() < deadline and _alive(pid):
             time.sleep(0.2)
@@ -268,7 +288,7 @@ class UmlGuest:
 
     def modules_failed(self) -> list[str]:
         try:
-            return read_text(self.slot.path / "modules-failed").split()
+            return self.slot.read_guest_file("modules-failed").split()
         except (OSError, UnsafePath):
             return []
 
@@ -316,34 +336,6 @@ def _exit_code_if_child(slot: Slot) -> int | None:
     except (OSError, UnsafePath, ValueError, IndexError):
         return None
     return os.waitstatus_to_exitcode(status) if reaped == pid else None
-
-
-def prepare_disk(disk: Path, size: int) -> None:
-    """The engine's disk image, 0600 (its blocks hold the labs' keys): an existing regular file of
-    this user, or a new sparse file formatted here; mkfs only ever sees the file just created."""
-    try:
-        fd = os.open(disk, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    except FileExistsError:
-        fd = open_no_follow(disk, os.O_RDONLY)
-        try:
-            if os.fstat(fd).st_uid != os.geteuid():
-                raise UnsafePath(disk, "is owned by another user", f"remove it (vpnlab makes a new one): rm {disk}")
-            os.fchmod(fd, 0o600)
-        finally:
-            os.close(fd)
-        return
-    try:
-        os.fchmod(fd, 0o600)  # whatever the umask
-        os.ftruncate(fd, size)
-        made = subprocess.run(  # through the open descriptor: the very file created above
-            ["mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=1,lazy_journal_init=1", f"/dev/fd/{fd}"],
-            capture_output=True, text=True, pass_fds=(fd,), stdin=subprocess.DEVNULL,
-        )
-    finally:
-        os.close(fd)
-    if made.returncode:
-        disk.unlink(missing_ok=True)
-        raise PrerequisiteError("mkfs.ext4", made.stderr.strip() or "failed to format the guest disk")
 
 
 def _reap(pid: int) -> None:

@@ -105,7 +105,7 @@ class UmlRuntime(Runtime):
 
     def failure(self) -> VpnlabError | None:
         why = self.guest.stopped_why() if self.guest else None
-        return GuestError(self.guest.slot.path, why, "console.log") if self.guest and why else None
+        return GuestError(self.guest.slot, why, "console.log") if self.guest and why else None
 
     def notices(self) -> list[str]:
         failed = self.guest.modules_failed() if self.guest else []

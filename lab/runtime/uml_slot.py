@@ -25,6 +25,9 @@ from lab.errors import VpnlabError
 
 log = logging.getLogger("vpnlab.uml")
 
+GUEST_MOUNTS = Path("/run/vpnlab-guest")  # where a guest's folder is bind-mounted (its mount namespace only)
+TAIL_BYTES = 64 << 10  # a guest log may be as large as the guest makes it: only its end is read
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NO_FOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # NONBLOCK: a planted FIFO cannot hang an open
 
 
@@ -114,6 +117,32 @@ def read_text(path: Path) -> str:
         return source.read().decode(errors="replace")
 
 
+def read_beneath(guest_dir: Path, relative: str, limit: int = TAIL_BYTES) -> str:
+    """The last ``limit`` bytes of a file the guest writes, opened below ``guest_dir`` without
+    following a symbolic link at any level (the guest may swap a sub-folder for a link)."""
+    *folders, name = relative.split("/")
+    fd = os.open(guest_dir, _DIR_FLAGS)
+    try:
+        for folder in folders:
+            inner = os.open(folder, _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        try:
+            file_fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=fd)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UnsafePath(guest_dir / relative, "is a symbolic link", "the guest planted it") from None
+            raise
+    finally:
+        os.close(fd)
+    with os.fdopen(file_fd, "rb") as source:
+        if not stat.S_ISREG(os.fstat(file_fd).st_mode):
+            raise UnsafePath(guest_dir / relative, "is not a regular file", "the guest planted it")
+        size = os.fstat(file_fd).st_size
+        source.seek(max(0, size - limit))
+        return source.read(limit).decode(errors="replace")
+
+
 # --- who the guest is ----------------------------------------------------------
 
 
@@ -158,8 +187,19 @@ class Slot:
         return self.path / "docker.sock"
 
     @property
+    def guest_dir(self) -> Path:
+        """The only folder the guest writes (its user's, 0700): disk image, logs, status, uml_dir."""
+        return self.path / "guest"
+
+    @property
+    def guest_view(self) -> Path:
+        """guest_dir as the guest's kernel sees it: bind-mounted under GUEST_MOUNTS when vpnlab is
+        root (the guest's user cannot pass the state folder's parents), else the folder itself."""
+        return GUEST_MOUNTS / self.guest_dir.relative_to("/") if os.geteuid() == 0 else self.guest_dir
+
+    @property
     def disk(self) -> Path:
-        return self.path / "disk.img"
+        return self.guest_dir / "disk.img"
 
     @property
     def pid_file(self) -> Path:
@@ -169,9 +209,13 @@ class Slot:
     def launch_script(self) -> Path:
         return self.path / "launch.sh"
 
+    def read_guest_file(self, relative: str) -> str:
+        """A file the guest writes (status, logs/NAME), never through a link at any level."""
+        return read_beneath(self.guest_dir, relative)
+
     def status(self) -> str:
         try:
-            return read_text(self.path / "status").strip()
+            return self.read_guest_file("status").strip()
         except (OSError, UnsafePath):
             return "stopped"
 
@@ -202,11 +246,20 @@ class Slot:
             return None, f"PID {pid}'s command line does not name {self.launch_script}"
         return pid, ""
 
+    def _guest_folders(self) -> set[Path]:
+        """Where this slot's guest kernel may find its files: the bind-mounted view (root), the
+        folder itself (not root), and the slot (guests booted before guests had a folder)."""
+        return {GUEST_MOUNTS / self.guest_dir.relative_to("/"), self.guest_dir, self.path}
+
+    def _disk_arguments(self) -> set[str]:
+        return {f"ubd0={folder / 'disk.img'}" for folder in self._guest_folders()}
+
     def processes(self) -> list[int]:
         """PIDs of the processes whose command line names this slot's launch script, init script,
         disk image or engine socket: its guest's kernel and socat, whatever guest.pid says (they
         outlive a launch script that died, and hold the disk image a new guest must mount)."""
-        exact = {str(self.launch_script), f"init={self.path / 'init.sh'}", f"ubd0={self.disk}"}
+        exact = {str(self.launch_script), *self._disk_arguments(),
+                 *(f"init={folder / 'init.sh'}" for folder in self._guest_folders())}
         socat = f"UNIX-LISTEN:{self.socket},"
         found = []
         for entry in Path("/proc").iterdir():
@@ -215,6 +268,12 @@ class Slot:
                 if any(a in exact or a.startswith(socat) for a in arguments):
                     found.append(int(entry.name))
         return found
+
+    def kernel_processes(self) -> list[int]:
+        """The guest's linux.uml processes (its kernel and the host processes of its userspace):
+        those of processes() whose command line names the slot's disk image."""
+        disk = self._disk_arguments()
+        return [pid for pid in self.processes() if disk.intersection(process_arguments(pid))]
 
     def guest_pid(self) -> int | None:
         return self.identify()[0]

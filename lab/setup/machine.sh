@@ -3,7 +3,9 @@
 #   1. install the missing system packages (one apt-get update, only if needed),
 #   2. start the Docker engine if it does not answer (systemctl, else dockerd in
 #      the background),
-#   3. report the engine answering.
+#   3. report the engine answering,
+#   4. create the unprivileged host user User-Mode Linux guests run as (vpnlab-guest),
+#      so root in a guest has that user's powers on the host, not root's.
 # The one source of truth for the machine: `vpnlab setup` runs this file (shipped
 # in the wheel) and ci/install.sh runs it from the checkout.
 #
@@ -107,6 +109,20 @@ else
     done
     engine_answers || fail "the Docker engine did not answer within $ENGINE_WAIT s (see $DOCKERD_LOG)"
     step "docker: engine answers"
+fi
+
+# --- 4. the guests' host user --------------------------------------------------------
+# The same command lab/runtime/uml_guest_dir.py runs on first use if this step was skipped.
+GUEST_USER=vpnlab-guest
+if getent passwd "$GUEST_USER" >/dev/null 2>&1 </dev/null; then
+    step "guest user: $GUEST_USER exists"
+elif $dry_run; then
+    step "guest user: would create the system user $GUEST_USER (useradd, as ${who:-root: not available to this user})"
+else
+    need_privileges "creating the user $GUEST_USER"
+    step "guest user: creating the system user $GUEST_USER"
+    $SUDO useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin \
+        --comment "vpnlab User-Mode Linux guests" "$GUEST_USER" </dev/null
 fi
 
 if $dry_run; then

@@ -22,3 +22,5 @@ _.mtime, _.size  # noqa
 _.from_dict, _.node_names  # noqa
 # link conditions and the ICMP block rule (lab.topology.links, lab.topology.model): pydantic validators/serializers
 _.parse_delay, _.parse_loss, _.written_delay, _.written_loss, _.whole_protocols, netem, output_drops  # noqa
+# the UML guest's kernel processes: read by the integration tests (its host uid, killing it under a lab)
+_.kernel_processes  # noqa

@@ -17,7 +17,7 @@ import docker
 import pytest
 
 from lab.runtime.uml import UmlGuest, running_slots, uml_available
-from lab.runtime.uml_slot import Slot, process_arguments
+from lab.runtime.uml_slot import Slot
 from tests.integration.test_cli import lab_objects, vpnlab
 
 HERE = Path(__file__).parent
@@ -56,7 +56,7 @@ def wait_for_lab_in_a_guest(run: subprocess.Popen[str], timeout: float = 240) ->
 def kernel_processes(slot: Slot) -> list[int]:
     """The guest's linux.uml processes (its kernel and the host processes of its userspace),
     known as lab.runtime.uml knows them: by the slot's disk image on their command line."""
-    return [pid for pid in slot.processes() if f"ubd0={slot.disk}" in process_arguments(pid)]
+    return slot.kernel_processes()
 
 
 def slot_lock_free(slot: Slot) -> bool:

@@ -23,7 +23,7 @@ def stub(folder: Path, name: str, body: str) -> None:
 
 @pytest.fixture
 def fake_machine(tmp_path: Path) -> tuple[dict[str, str], Path]:
-    """A PATH whose apt-get, dpkg-query, docker, dockerd and systemctl only record what they were asked."""
+    """A PATH whose apt-get, dpkg-query, docker, dockerd, systemctl, getent and useradd only record what they were asked."""
     bin_dir, log = tmp_path / "bin", tmp_path / "calls.log"
     bin_dir.mkdir()
     engine_flag = tmp_path / "engine-running"
@@ -32,6 +32,8 @@ def fake_machine(tmp_path: Path) -> tuple[dict[str, str], Path]:
     stub(bin_dir, "docker", f'test -e {engine_flag}')
     stub(bin_dir, "dockerd", f'echo dockerd >> {log}; touch {engine_flag}')
     stub(bin_dir, "systemctl", f'echo "systemctl $*" >> {log}; touch {engine_flag}')
+    stub(bin_dir, "getent", "exit 2")  # the guests' user does not exist yet
+    stub(bin_dir, "useradd", f'echo "useradd $*" >> {log}')
     env = {**os.environ, "PATH": f"{bin_dir}:/usr/bin:/bin", "VPNLAB_DOCKERD_LOG": str(tmp_path / "dockerd.log")}
     return env, log
 
@@ -54,6 +56,7 @@ def test_dry_run_says_what_and_changes_nothing(fake_machine: tuple[dict[str, str
     assert proc.returncode == 0, proc.stderr
     assert "would install docker.io debootstrap debian-archive-keyring user-mode-linux crun socat e2fsprogs (" in proc.stdout
     assert "would start it with" in proc.stdout and "nothing was changed" in proc.stdout
+    assert "would create the system user vpnlab-guest" in proc.stdout
     assert not log.exists()
 
 
@@ -66,7 +69,8 @@ def test_setup_installs_starts_and_is_idempotent(fake_machine: tuple[dict[str, s
     assert calls[0] == "apt-get update -qq"
     assert calls[1].startswith("apt-get install") and "docker.io" in calls[1] and "kmod" not in calls[1]
     assert calls[2] in ("dockerd", "systemctl start docker")
-    assert "engine answers" in proc.stdout.splitlines()[-2]
+    assert calls[3].startswith("useradd --system") and calls[3].endswith(" vpnlab-guest")
+    assert "engine answers" in proc.stdout.splitlines()[-3]
     again = run([], env)  # the packages stand-in still says "missing", but the engine now answers
     assert again.returncode == 0
     assert "starting" not in again.stdout and "docker: engine answers" in again.stdout

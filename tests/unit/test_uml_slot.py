@@ -230,6 +230,7 @@ def test_prepared_slot_files_are_not_written_through_links(state, tmp_path, monk
     if not ok:
         pytest.skip(why)
     monkeypatch.setattr(uml, "DISK_SIZE", 16 << 20)
+    monkeypatch.setattr(uml, "guest_identity", lambda: None)  # no host user made by a unit test
     guest = UmlGuest.acquire()
     try:
         guest._prepare_files()
