@@ -128,7 +128,7 @@ class _Watcher:
             pass
 
 
-_watchers: dict[int, _Watcher] = {}
+_watchers: dict[tuple[int, str], _Watcher] = {}  # (lab, router node): a double NAT's two routers have one each
 _registry = threading.Lock()
 
 
@@ -140,16 +140,16 @@ def watched(lab: DockerLab, router: str, ctx: TunnelContext) -> Iterator[None]:
         yield
     finally:
         with _registry:
-            if watcher.remove(ctx) and _watchers.get(id(lab)) is watcher:
-                del _watchers[id(lab)]
+            if watcher.remove(ctx) and _watchers.get((id(lab), router)) is watcher:
+                del _watchers[(id(lab), router)]
 
 
 def _watch(lab: DockerLab, router: str, ctx: TunnelContext) -> _Watcher:
     """The lab's watcher, now watching ``ctx``."""
     while True:
         with _registry:
-            watcher = _watchers.get(id(lab))
+            watcher = _watchers.get((id(lab), router))
             if watcher is None or watcher.stop.is_set():
-                watcher = _watchers[id(lab)] = _Watcher(lab, router, POLL_SECONDS * ctx.environment.time_scale)
+                watcher = _watchers[(id(lab), router)] = _Watcher(lab, router, POLL_SECONDS * ctx.environment.time_scale)
         if watcher.add(ctx):
             return watcher

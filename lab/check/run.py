@@ -13,6 +13,7 @@ a reason built from the router's counters and conntrack and the client's logs.
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
 from lab.capabilities import Capabilities
@@ -31,6 +32,8 @@ from lab.check.evidence import (
 from lab.check.explain import explain, parse_result, return_route_facts
 from lab.check.results import TunnelResult
 from lab.check.scripts import deadline, parse_sections, sections_command, split_check_output, tunnel_dir
+from lab.check.upstream import upstream_evidence
+from lab.topology.model import UPSTREAM_NODE
 from lab.protocols import PROTOCOLS
 from lab.protocols.base import TunnelContext
 from lab.runtime.lab import DockerLab, parallel
@@ -103,7 +106,9 @@ def check_tunnel(lab: DockerLab, ctx: TunnelContext, router_node: str) -> Tunnel
     tunnel = ctx.tunnel
     proto = PROTOCOLS[tunnel.protocol]
     started = time.monotonic()
-    with watched(lab, router_node, ctx):  # the router's drop counters may decide "down" before the deadline
+    # the router's drop counters (and a double NAT's upstream router's) may decide "down" before the deadline
+    upstream = watched(lab, UPSTREAM_NODE, ctx) if ctx.topology.upstream else nullcontext()
+    with watched(lab, router_node, ctx), upstream:
         run = lab.exec(tunnel.client, f"sh {tunnel_dir(ctx)}/check.sh", timeout=check_seconds(deadline(ctx)))
     elapsed = time.monotonic() - started
     check_text, client_text = split_check_output(run.output)  # the client's evidence came with the verdict
@@ -112,6 +117,7 @@ def check_tunnel(lab: DockerLab, ctx: TunnelContext, router_node: str) -> Tunnel
     router_command = router_evidence_command(str(ctx.client_lan), str(ctx.server_wan))
     router_text = lab.exec(router_node, router_command, timeout=EVIDENCE_SECONDS).output
     server_text = lab.exec(tunnel.server, sections_command(proto.server_evidence(ctx)), timeout=EVIDENCE_SECONDS).output
+    beyond = upstream_evidence(lab, ctx)  # None without an upstream router
 
     client = parse_sections(client_text)
     router = parse_sections(router_text)
@@ -126,13 +132,15 @@ def check_tunnel(lab: DockerLab, ctx: TunnelContext, router_node: str) -> Tunnel
         "client": client,
         "server": server,
         "check_output": check_text.strip().splitlines()[-5:],
+        **(beyond.to_evidence() if beyond else {}),
     }
     seen = Evidence(
         client=client,
         server=server,
         router=RouterEvidence(tuple(ConntrackEntry.parse(line) for line in all_entries), tuple(all_hits)),
     )
-    facts = proto.diagnose(seen) + (return_route_facts(server, ctx) if observed != "up" else [])
+    facts = (beyond.facts(observed, ctx) if beyond else []) + proto.diagnose(seen) \
+        + (return_route_facts(server, ctx) if observed != "up" else [])
     reason = explain(observed, detail, facts, entries, hits, proto.flows, ctx)
     seconds = millis / 1000 if millis is not None else elapsed
     return TunnelResult(

@@ -20,3 +20,5 @@ _.mtime, _.size  # noqa
 _.from_dict, _.node_names  # noqa
 # link conditions and the ICMP block rule (lab.topology.links, lab.topology.model): pydantic validators/serializers
 _.parse_delay, _.parse_loss, _.written_delay, _.written_loss, _.whole_protocols, netem, output_drops  # noqa
+# double NAT (lab.topology.upstream): the Topology's model validator, the upstream's masquerade sources (rules.v4.j2)
+_.segments_apart, _.masquerade_sources  # noqa

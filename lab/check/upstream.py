@@ -1,0 +1,74 @@
+"""The upstream router's side of a tunnel's evidence (double NAT, ``upstream:``).
+
+A flow through two NAT routers leaves a conntrack entry and rule counters in each. The
+upstream router sees the tunnel's packets after the router translated them: from the
+router's middle address (the client's own LAN address when the router routes, nat: none)
+to the server. Its drop rules carry the same comments as the router's; the reasons name the
+router whose rule dropped the flow, so "down" says which switch on which router did it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from lab.check.evidence import EVIDENCE_SECONDS, RuleHit, conntrack_lines, drops_for, flow_entries, router_evidence_command, rule_hits
+from lab.check.scripts import parse_sections
+from lab.protocols import PROTOCOLS
+from lab.protocols.base import TunnelContext
+from lab.topology.model import UPSTREAM_NODE
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lab.runtime.lab import DockerLab
+
+
+@dataclass(frozen=True)
+class UpstreamEvidence:
+    """What the upstream router showed for one tunnel: its conntrack entries for the tunnel's
+    flows and the hits of its drop rules that name them."""
+
+    source: str  # the tunnel's sender as the upstream router sees it
+    entries: list[str] = field(default_factory=list)
+    hits: list[RuleHit] = field(default_factory=list)
+
+    def facts(self, observed: str, ctx: TunnelContext) -> list[str]:
+        """The reason's words: which of this router's rules dropped the flow, and its conntrack."""
+        node = f"upstream router '{UPSTREAM_NODE}'"
+        if observed == "up":
+            return [f"{node} conntrack holds {len(self.entries)} entr{'y' if len(self.entries) == 1 else 'ies'} for the flow"] \
+                if self.entries else []
+        facts = [f"{node} rule '{h.comment}' ({h.chain}) dropped {h.packets} packets" for h in self.hits]
+        labels = ", ".join(f.label for f in PROTOCOLS[ctx.tunnel.protocol].flows)
+        between = f"{labels} from {self.source} to {ctx.server_wan}"
+        if not self.entries and not self.hits:
+            facts.append(f"no {node} conntrack entry for {between}")
+        elif any("[UNREPLIED]" in line for line in self.entries):
+            facts.append(f"{node} conntrack shows {between} unreplied")
+        elif self.entries:
+            facts.append(f"{node} conntrack shows {between} answered")
+        return facts
+
+    def to_evidence(self) -> dict[str, Any]:
+        return {
+            "upstream_conntrack": self.entries,
+            "upstream_drops": [f"{h.chain}: '{h.comment}' dropped {h.packets} packets" for h in self.hits],
+        }
+
+
+def upstream_source(ctx: TunnelContext) -> str:
+    """The tunnel's sender as the upstream router sees it: the router's middle address when the
+    router masquerades, else the client's own LAN address."""
+    routed = ctx.topology.router.nat == "none"
+    return str(ctx.client_lan if routed else ctx.plan.router_wan)
+
+
+def upstream_evidence(lab: DockerLab, ctx: TunnelContext) -> UpstreamEvidence | None:
+    """The upstream router's evidence for the tunnel now (None: the topology has no upstream)."""
+    if ctx.topology.upstream is None:
+        return None
+    source = upstream_source(ctx)
+    command = router_evidence_command(source, str(ctx.server_wan))
+    sections = parse_sections(lab.exec(UPSTREAM_NODE, command, timeout=EVIDENCE_SECONDS).output)
+    flows = PROTOCOLS[ctx.tunnel.protocol].flows
+    return UpstreamEvidence(source, flow_entries(conntrack_lines(sections.get("conntrack", "")), flows),
+                            drops_for(rule_hits(sections.get("counters", "")), flows))
