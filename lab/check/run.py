@@ -117,7 +117,6 @@ def check_tunnel(lab: DockerLab, ctx: TunnelContext, router_node: str) -> Tunnel
     router_command = router_evidence_command(str(ctx.client_lan), str(ctx.server_wan))
     router_text = lab.exec(router_node, router_command, timeout=EVIDENCE_SECONDS).output
     server_text = lab.exec(tunnel.server, sections_command(proto.server_evidence(ctx)), timeout=EVIDENCE_SECONDS).output
-    beyond = upstream_evidence(lab, ctx)  # None without an upstream router
 
     client = parse_sections(client_text)
     router = parse_sections(router_text)
@@ -126,6 +125,7 @@ def check_tunnel(lab: DockerLab, ctx: TunnelContext, router_node: str) -> Tunnel
     entries = flow_entries(all_entries, proto.flows)
     all_hits = rule_hits(router.get("counters", ""))
     hits = drops_for(all_hits, proto.flows)
+    beyond = upstream_evidence(lab, ctx, entries)  # None without an upstream router
     evidence = {
         "router_conntrack": entries,
         "router_drops": [f"{h.chain}: '{h.comment}' dropped {h.packets} packets" for h in hits],

@@ -9,6 +9,7 @@ router whose rule dropped the flow, so "down" says which switch on which router 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -62,13 +63,38 @@ def upstream_source(ctx: TunnelContext) -> str:
     return str(ctx.client_lan if routed else ctx.plan.router_wan)
 
 
-def upstream_evidence(lab: DockerLab, ctx: TunnelContext) -> UpstreamEvidence | None:
-    """The upstream router's evidence for the tunnel now (None: the topology has no upstream)."""
+_SPORT_RE = re.compile(r"\bsport=(\d+)")
+_DPORT_RE = re.compile(r"\bdport=(\d+)")
+
+
+def mapped_ports(router_entries: list[str]) -> set[str]:
+    """The source ports the router gave the tunnel's flows (its entries' reply destination port)."""
+    ports = set()
+    for line in router_entries:
+        dports = _DPORT_RE.findall(line)
+        if len(dports) >= 2:
+            ports.add(dports[1])
+    return ports
+
+
+def own_entries(entries: list[str], router_entries: list[str]) -> list[str]:
+    """The upstream entries of this tunnel alone. Behind a masquerading router every client has
+    the router's one middle address: a port flow is this tunnel's when its source port is one
+    the router mapped this tunnel's flow to; an entry without ports (ESP, GRE) is kept."""
+    ports = mapped_ports(router_entries)
+    return [line for line in entries if not _SPORT_RE.search(line) or _SPORT_RE.findall(line)[0] in ports]
+
+
+def upstream_evidence(lab: DockerLab, ctx: TunnelContext, router_entries: list[str]) -> UpstreamEvidence | None:
+    """The upstream router's evidence for the tunnel now (None: the topology has no upstream);
+    ``router_entries``: the router's conntrack entries for the tunnel's flows."""
     if ctx.topology.upstream is None:
         return None
     source = upstream_source(ctx)
     command = router_evidence_command(source, str(ctx.server_wan))
     sections = parse_sections(lab.exec(UPSTREAM_NODE, command, timeout=EVIDENCE_SECONDS).output)
     flows = PROTOCOLS[ctx.tunnel.protocol].flows
-    return UpstreamEvidence(source, flow_entries(conntrack_lines(sections.get("conntrack", "")), flows),
-                            drops_for(rule_hits(sections.get("counters", "")), flows))
+    entries = flow_entries(conntrack_lines(sections.get("conntrack", "")), flows)
+    if ctx.topology.router.masquerades:
+        entries = own_entries(entries, router_entries)
+    return UpstreamEvidence(source, entries, drops_for(rule_hits(sections.get("counters", "")), flows))

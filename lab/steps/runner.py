@@ -173,10 +173,12 @@ class StepRunner:
             if i not in self.started:
                 first = self._start(i, ctx)
                 if direction == "client" and size is None:  # the up-check pinged from the client: its verdict is this one
-                    return said(first.observed, first.reason, first.seconds, first.evidence.get("router_conntrack", []))
+                    verdict = said(first.observed, first.reason, first.seconds, first.evidence.get("router_conntrack", []))
+                    verdict.evidence.update({k: v for k, v in first.evidence.items() if k.startswith("upstream_")})
+                    return verdict
             observed, seconds, detail = self.probe(ctx, direction, size)
             entries, hits = self.router_state(ctx)
-            beyond = upstream_evidence(self.lab, ctx)  # a double NAT's upstream router (None: none)
+            beyond = upstream_evidence(self.lab, ctx, entries)  # a double NAT's upstream router (None: none)
         except Exception as exc:  # noqa: BLE001 - this tunnel's verdict only
             return said("error", f"the check failed: {named(exc)}", time.monotonic() - started)
         drops = [f"router rule '{h.comment}' ({h.chain}) has dropped {h.packets} packets since the rules were loaded"
