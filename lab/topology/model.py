@@ -268,7 +268,7 @@ class Network(Strict):
     @classmethod
     def documentation_wan(cls, value: ipaddress.IPv4Network | None, info: ValidationInfo) -> ipaddress.IPv4Network | None:
         if value is not None and (not any(value.subnet_of(net) for net in DOCUMENTATION_NETS) or value.prefixlen > 26):
-            what = "WAN" if info.field_name == "wan" else "middle segment"
+            what = "WAN" if info.field_name == "wan" else "middle segment (CGNAT's 100.64.0.0/10 in the real world)"
             raise ValueError(
                 f"{value}: the {what} must lie in a documentation range (203.0.113.0/24 or 198.51.100.0/24)"
             )
