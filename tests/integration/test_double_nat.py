@@ -86,3 +86,31 @@ def test_double_nat_which_router_stops_which_protocol(vpnlab_session, tmp_path: 
 
     left = vpnlab_session.client.containers.list(all=True, filters={"label": "vpnlab.lab=scenario-double-nat"})
     assert left == []  # the run tore its lab down (the upstream router too)
+
+
+DOUBLE_NAT_PPTP = REPO / "topologies" / "scenario-double-nat-pptp.yml"
+
+
+def test_double_nat_pptp_needs_the_helper_on_both_routers(vpnlab_session, tmp_path: Path) -> None:
+    """PPP: the UML runtime here (auto picks it on a host kernel without PPP); minutes, not seconds."""
+    out = tmp_path / "result.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "lab", "run", str(DOUBLE_NAT_PPTP), "--runtime", "auto", "--json", str(out)],
+        capture_output=True, text=True, timeout=1200, stdin=subprocess.DEVNULL,
+    )
+    print(proc.stdout)
+    data = json.loads(out.read_text())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert data["passed"] is True
+    steps = data["steps"]
+    assert [s["kind"] for s in steps] == ["check", "upstream", "check"]
+    assert steps[1]["node"] == "isp" and steps[1]["changed"] == "helper pptp added"
+
+    alice = verdicts(steps[0])["alice/pptp"]
+    assert alice["observed"] == "down"
+    assert "upstream router 'isp'" in alice["reason"]  # where the call's GRE died
+    assert not any("helper=pptp" in line for line in alice["evidence"]["upstream_conntrack"])
+
+    bob = verdicts(steps[2])["bob/pptp"]
+    assert bob["observed"] == "up", bob["reason"]
+    assert any(line.startswith("gre") and "helper=pptp" in line for line in bob["evidence"]["upstream_conntrack"])
