@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lab.check.evidence import EVIDENCE_SECONDS, RuleHit, conntrack_lines, drops_for, flow_entries, router_evidence_command, rule_hits
+from lab.check.evidence import EVIDENCE_SECONDS, ConntrackEntry, RuleHit, conntrack_lines, drops_for, flow_entries, router_evidence_command, rule_hits
 from lab.check.scripts import parse_sections
 from lab.protocols import PROTOCOLS
 from lab.protocols.base import TunnelContext
@@ -31,6 +31,8 @@ class UpstreamEvidence:
     source: str  # the tunnel's sender as the upstream router sees it
     entries: list[str] = field(default_factory=list)
     hits: list[RuleHit] = field(default_factory=list)
+    # conntrack helpers the router gave the tunnel's flows that the upstream router's entries lack
+    helpers_missing: tuple[str, ...] = ()
 
     def facts(self, observed: str, ctx: TunnelContext) -> list[str]:
         """The reason's words: which of this router's rules dropped the flow, and its conntrack."""
@@ -47,6 +49,8 @@ class UpstreamEvidence:
             facts.append(f"{node} conntrack shows {between} unreplied")
         elif self.entries:
             facts.append(f"{node} conntrack shows {between} answered")
+        facts += [f"the router's {h} helper tracks the flow, the {node} has no {h} helper on it "
+                  "(behind two NATs each needs it)" for h in self.helpers_missing]
         return facts
 
     def to_evidence(self) -> dict[str, Any]:
@@ -97,4 +101,14 @@ def upstream_evidence(lab: DockerLab, ctx: TunnelContext, router_entries: list[s
     entries = flow_entries(conntrack_lines(sections.get("conntrack", "")), flows)
     if ctx.topology.router.masquerades:
         entries = own_entries(entries, router_entries)
-    return UpstreamEvidence(source, entries, drops_for(rule_hits(sections.get("counters", "")), flows))
+    return UpstreamEvidence(source, entries, drops_for(rule_hits(sections.get("counters", "")), flows),
+                            helpers_missing(router_entries, entries))
+
+
+def helpers_missing(router_entries: list[str], entries: list[str]) -> tuple[str, ...]:
+    """Helpers on the router's entries of the tunnel that none of the upstream's entries has."""
+    def helpers(lines: list[str]) -> list[str]:
+        return [h for h in (ConntrackEntry.parse(line).helper for line in lines) if h is not None]
+
+    upstream = set(helpers(entries))
+    return tuple(h for h in dict.fromkeys(helpers(router_entries)) if h not in upstream)

@@ -110,6 +110,8 @@ def test_double_nat_pptp_needs_the_helper_on_both_routers(vpnlab_session, tmp_pa
     assert alice["observed"] == "down"
     assert "upstream router 'isp'" in alice["reason"]  # where the call's GRE died
     assert not any("helper=pptp" in line for line in alice["evidence"]["upstream_conntrack"])
+    assert "upstream router 'isp' conntrack shows tcp/1723, gre from 198.51.100.2 to 203.0.113.10 unreplied" in alice["reason"]
+    assert "the upstream router 'isp' has no pptp helper on it" in alice["reason"]
 
     bob = verdicts(steps[2])["bob/pptp"]
     assert bob["observed"] == "up", bob["reason"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lab.check.upstream import UpstreamEvidence, own_entries, upstream_source
+from lab.check.upstream import UpstreamEvidence, helpers_missing, own_entries, upstream_source
 from lab.check.evidence import RuleHit
 from lab.errors import TopologyError
 from lab.plan import plan_lab
@@ -131,3 +131,15 @@ def test_the_reason_names_the_upstream_router_and_its_rule() -> None:
         "no upstream router 'isp' conntrack entry for udp/500, udp/4500, esp from 198.51.100.2 to 203.0.113.10"]
     routed = plan_lab(parse_topology(BASE + "router: {nat: none}\nupstream: {}\n")).tunnels[0]
     assert upstream_source(routed) == "192.168.100.10"
+
+
+def test_a_helper_the_upstream_router_lacks_is_said() -> None:
+    call = "tcp      6 431990 ESTABLISHED src={} dst=203.0.113.10 sport=40000 dport=1723 src=203.0.113.10 dst={} " \
+           "sport=1723 dport=40000 [ASSURED] mark=0 {}use=1"
+    router = [call.format("192.168.100.10", "198.51.100.2", "helper=pptp ")]
+    assert helpers_missing(router, [call.format("198.51.100.2", "203.0.113.1", "")]) == ("pptp",)
+    assert helpers_missing(router, [call.format("198.51.100.2", "203.0.113.1", "helper=pptp ")]) == ()
+    ctx = plan_lab(parse_topology(BASE + "upstream: {}\n")).tunnels[0]
+    assert UpstreamEvidence("198.51.100.2", helpers_missing=("pptp",)).facts("down", ctx)[-1] == (
+        "the router's pptp helper tracks the flow, the upstream router 'isp' has no pptp helper on it "
+        "(behind two NATs each needs it)")
