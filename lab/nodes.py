@@ -15,7 +15,7 @@ from lab.protocols import PROTOCOLS
 from lab.protocols.base import CONF_DIR, LOG_DIR, RUN_DIR, Environment, NodeFile, ServerContext
 from lab.render import render
 from lab.router.dialing import SYSLOGD
-from lab.router.rules import render_ruleset
+from lab.router.rules import RouterPlan, render_ruleset
 from lab.check.scripts import tunnel_files
 from lab.topology.links import LinkConditions
 from lab.topology.model import STUN_NODE
@@ -31,7 +31,7 @@ PPP = "/dev/ppp"
 
 @dataclass(frozen=True)
 class Link:
-    segment: str  # "lan" or "wan": the switch bridge this link plugs into
+    segment: str  # "lan", "wan" or "middle" (double NAT): the switch bridge this link plugs into
     ifname: str
     address: str  # CIDR
     secondary: tuple[str, ...] = ()  # more CIDRs on the same interface (the STUN node's alternate address)
@@ -69,13 +69,15 @@ def _devices(protocols: set[str], environment: Environment) -> list[str]:
 
 def router_node(plan: LabPlan) -> NodeSpec:
     router, addresses, links = plan.router, plan.addresses, plan.topology.router.links
+    uplink = "wan" if addresses.middle is None else "middle"  # double NAT: the upstream router's side
     node = NodeSpec(
         name=router.name,
         role="router",
         links=[
             conditioned(Link("lan", router.lan_if, f"{addresses.router_lan}/{addresses.lan.prefixlen}"), links.lan),
-            conditioned(Link("wan", router.wan_if, f"{addresses.router_wan}/{addresses.wan.prefixlen}"), links.wan),
+            conditioned(Link(uplink, router.wan_if, f"{addresses.router_wan}/{addresses.router_uplink.prefixlen}"), links.wan),
         ],
+        routes=[] if addresses.upstream_lan is None else [f"default via {addresses.upstream_lan} dev {router.wan_if}"],
         sysctls=dict(router.sysctls),
         files=[NodeFile(f"{CONF_DIR}/rules.v4", render_ruleset(router))],
         setup=[f"vpnlab_iptables_restore {CONF_DIR}/rules.v4"],
@@ -88,6 +90,27 @@ def router_node(plan: LabPlan) -> NodeSpec:
             node.files += PROTOCOLS[ctx.tunnel.protocol].client_files(ctx) + tunnel_files(ctx)
         node.files = _dedupe(node.files)
     return node
+
+
+def upstream_node(plan: LabPlan, upstream: RouterPlan) -> NodeSpec:
+    """The upstream router (double NAT): the router image and rules, its lan0 on the middle
+    segment, its wan0 on the WAN; a route back to the LAN when the router routes it un-NATed."""
+    addresses, section = plan.addresses, plan.topology.upstream
+    assert addresses.middle is not None and addresses.upstream_lan is not None and section is not None
+    links = section.links
+    routes = [] if plan.router.masquerades else [f"{addresses.lan} via {addresses.router_wan} dev {upstream.lan_if}"]
+    return NodeSpec(
+        name=upstream.name,
+        role="router",
+        links=[
+            conditioned(Link("middle", upstream.lan_if, f"{addresses.upstream_lan}/{addresses.middle.prefixlen}"), links.lan),
+            conditioned(Link("wan", upstream.wan_if, f"{addresses.upstream_wan}/{addresses.wan.prefixlen}"), links.wan),
+        ],
+        routes=routes,
+        sysctls=dict(upstream.sysctls),
+        files=[NodeFile(f"{CONF_DIR}/rules.v4", render_ruleset(upstream))],
+        setup=[f"vpnlab_iptables_restore {CONF_DIR}/rules.v4"],
+    )
 
 
 def server_node(plan: LabPlan, name: str) -> NodeSpec:
@@ -111,7 +134,15 @@ def server_node(plan: LabPlan, name: str) -> NodeSpec:
 def server_routes(plan: LabPlan) -> list[str]:
     """Without NAT the clients' packets arrive from LAN addresses: a server needs a route back
     to the LAN through the router's WAN address, as an ISP routes a customer's prefix
-    (without it every reply fails with "Network is unreachable"). With NAT it needs none."""
+    (without it every reply fails with "Network is unreachable"). With NAT it needs none.
+    Under double NAT the WAN's gateway back is the upstream router, for whatever it forwards
+    un-NATed: the middle segment, and the LAN too when neither router translates it."""
+    addresses = plan.addresses
+    if plan.upstream is not None and addresses.middle is not None:
+        if plan.upstream.masquerades:
+            return []
+        routed = [addresses.middle] + ([] if plan.router.masquerades else [addresses.lan])
+        return [f"{net} via {addresses.upstream_wan} dev eth0" for net in routed]
     if plan.router.masquerades:
         return []
     return [f"{plan.addresses.lan} via {plan.addresses.router_wan} dev eth0"]
@@ -153,15 +184,11 @@ def stun_node(plan: LabPlan) -> NodeSpec:
     addresses (RFC 5780's primary and alternate) on one interface."""
     primary, alternate = plan.stun_addresses
     prefix = plan.addresses.wan.prefixlen
-    routes = []
-    if plan.topology.router.nat == "none":
-        # A routed router forwards the LAN's own addresses: the way back goes through it.
-        routes.append(f"{plan.addresses.lan} via {plan.addresses.router_wan} dev eth0")
     return NodeSpec(
         name=STUN_NODE,
         role="server",
         links=[Link("wan", "eth0", f"{primary}/{prefix}", secondary=(f"{alternate}/{prefix}",))],
-        routes=routes,
+        routes=server_routes(plan),  # a routed router forwards the LAN's own addresses: the way back goes through it
         setup=[stun_command(str(primary), str(alternate))],
     )
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from lab.credentials import LabSecrets
-from lab.nodes import NodeSpec, client_node, router_node, server_node, stun_node
+from lab.nodes import NodeSpec, client_node, router_node, server_node, stun_node, upstream_node
 from lab.protocols.base import Environment, TunnelContext
-from lab.router.rules import RouterPlan, plan_router
+from lab.router.rules import RouterPlan, plan_router, plan_upstream
 from lab.topology.addressing import FIRST_HOST, AddressPlan, plan_addresses
 from lab.topology.model import Topology
 
@@ -33,6 +33,7 @@ class LabPlan:
     router: RouterPlan
     tunnels: tuple[TunnelContext, ...]  # index-aligned with topology.tunnels
     secrets: LabSecrets | None = field(default=None, repr=False, compare=False)
+    upstream: RouterPlan | None = None  # the upstream router (double NAT), when the topology has one
 
     @property
     def name(self) -> str:
@@ -40,13 +41,14 @@ class LabPlan:
 
     @cached_property
     def nodes(self) -> tuple[NodeSpec, ...]:
-        """Every node to create, router first, with its files rendered (needs the secrets)."""
+        """Every node to create, router (and upstream router) first, with its files rendered (needs the secrets)."""
         if self.secrets is None:
             raise RuntimeError(f"lab '{self.name}': this plan was made for checking only and holds no secrets")
         servers = [server_node(self, server.name) for server in self.topology.servers]
         stun = [stun_node(self)] if self.topology.nat_probe else []
         clients = [client_node(self, client.name) for client in self.topology.clients]
-        return (router_node(self), *servers, *stun, *clients)
+        upstream = [upstream_node(self, self.upstream)] if self.upstream else []
+        return (router_node(self), *upstream, *servers, *stun, *clients)
 
     @property
     def stun_addresses(self) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]:
@@ -78,4 +80,5 @@ def plan_lab(
         router=plan_router(topology, addresses),
         tunnels=tuple(TunnelContext(topology, addresses, t, secrets, environment) for t in topology.tunnels),
         secrets=secrets,
+        upstream=plan_upstream(topology, addresses),
     )

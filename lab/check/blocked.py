@@ -178,7 +178,7 @@ class _Watcher:
             pass
 
 
-_watchers: dict[int, _Watcher] = {}
+_watchers: dict[tuple[int, str], _Watcher] = {}  # (lab, router node): a double NAT's two routers have one each
 _registry = threading.Lock()
 
 
@@ -196,17 +196,17 @@ def watched(lab: DockerLab, router: str, ctx: TunnelContext) -> Iterator[Attempt
         yield attempt
     finally:
         with _registry:
-            if watcher.remove(attempt) and _watchers.get(id(lab)) is watcher:
-                del _watchers[id(lab)]
+            if watcher.remove(attempt) and _watchers.get((id(lab), router)) is watcher:
+                del _watchers[(id(lab), router)]
 
 
 def _watch(lab: DockerLab, router: str, attempt: Attempt) -> _Watcher:
     """The lab's watcher, now watching ``attempt``."""
     while True:
         with _registry:
-            watcher = _watchers.get(id(lab))
+            watcher = _watchers.get((id(lab), router))
             if watcher is None or watcher.stop.is_set():
                 scale = attempt.ctx.environment.time_scale
-                watcher = _watchers[id(lab)] = _Watcher(lab, router, POLL_SECONDS * scale)
+                watcher = _watchers[(id(lab), router)] = _Watcher(lab, router, POLL_SECONDS * scale)
         if watcher.add(attempt):
             return watcher

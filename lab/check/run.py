@@ -13,6 +13,7 @@ a reason built from the router's counters and conntrack and the client's logs.
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
 from lab.capabilities import Capabilities
@@ -31,6 +32,8 @@ from lab.check.evidence import (
 from lab.check.explain import DURING, SINCE_LOADED, explain, parse_result, return_route_facts
 from lab.check.results import TunnelResult
 from lab.check.scripts import deadline, parse_sections, sections_command, split_check_output, tunnel_dir
+from lab.check.upstream import upstream_evidence
+from lab.topology.model import UPSTREAM_NODE
 from lab.protocols import PROTOCOLS
 from lab.protocols.base import TunnelContext
 from lab.router.comments import INPUT_DROPS
@@ -104,7 +107,9 @@ def check_tunnel(lab: DockerLab, ctx: TunnelContext, router_node: str) -> Tunnel
     tunnel = ctx.tunnel
     proto = PROTOCOLS[tunnel.protocol]
     started = time.monotonic()
-    with watched(lab, router_node, ctx) as attempt:  # the router's drop counters may decide "down" before the deadline
+    # the router's drop counters (and a double NAT's upstream router's) may decide "down" before the deadline
+    upstream = watched(lab, UPSTREAM_NODE, ctx) if ctx.topology.upstream else nullcontext()
+    with watched(lab, router_node, ctx) as attempt, upstream as upstream_attempt:
         run = lab.exec(tunnel.client, f"sh {tunnel_dir(ctx)}/check.sh", timeout=check_seconds(deadline(ctx)))
     elapsed = time.monotonic() - started
     check_text, client_text = split_check_output(run.output)  # the client's evidence came with the verdict
@@ -123,12 +128,14 @@ def check_tunnel(lab: DockerLab, ctx: TunnelContext, router_node: str) -> Tunnel
     all_hits, during = attempt.hits(rule_hits(router.get("counters", "")))
     hits = drops_for(all_hits, proto.flows)
     when = DURING if during else SINCE_LOADED
+    beyond = upstream_evidence(lab, ctx, entries, upstream_attempt)  # None without an upstream router
     evidence = {
         "router_conntrack": entries,
         "router_drops": [f"{h.chain}: '{h.comment}' dropped {h.packets} packets {when}" for h in hits],
         "client": client,
         "server": server,
         "check_output": check_text.strip().splitlines()[-5:],
+        **(beyond.to_evidence() if beyond else {}),
     }
     if tunnel.client == router_node:  # the router's own call: what comes back meets INPUT, not FORWARD
         evidence["router_input_drops"] = [f"{h.chain}: '{h.comment}' dropped {h.packets} packets {when}"
@@ -139,7 +146,8 @@ def check_tunnel(lab: DockerLab, ctx: TunnelContext, router_node: str) -> Tunnel
         router=RouterEvidence(tuple(ConntrackEntry.parse(line) for line in all_entries), tuple(all_hits)),
         router_dials=tunnel.client == router_node,
     )
-    facts = proto.diagnose(seen) + (return_route_facts(server, ctx) if observed != "up" else [])
+    facts = (beyond.facts(observed, ctx) if beyond else []) + proto.diagnose(seen) \
+        + (return_route_facts(server, ctx) if observed != "up" else [])
     reason = explain(observed, detail, facts, entries, hits, proto.flows, ctx, when)
     seconds = millis / 1000 if millis is not None else elapsed
     return TunnelResult(

@@ -15,7 +15,7 @@ from lab.router.comments import COMMENT_PREFIX
 from lab.router.dialing import dials_out
 from lab.router.helpers import CONNTRACK_SYSCTLS, HELPERS, HelperFlow, passthrough_flows
 from lab.topology.addressing import AddressPlan
-from lab.topology.model import ICMP_TYPES, AllowRule, Topology
+from lab.topology.model import ICMP_TYPES, UPSTREAM_NODE, AllowRule, Router, Topology
 
 if TYPE_CHECKING:  # pragma: no cover
     from lab.protocols.base import Protocol
@@ -67,10 +67,17 @@ class RouterPlan:
     # helpers for the connections the router starts itself (raw OUTPUT): only when it dials a
     # tunnel (lab.router.dialing) and router.helpers_for has "local"
     local_helpers: list[HelperFlow] = field(default_factory=list)
+    # more sources it masquerades besides ``lan``: an upstream router's, the LAN a routing
+    # (nat: none) router in front of it forwards un-NATed
+    also_masquerades: tuple[str, ...] = ()
 
     @property
     def masquerades(self) -> bool:
         return self.nat != "none"
+
+    @property
+    def masquerade_sources(self) -> tuple[str, ...]:
+        return (self.lan, *self.also_masquerades)
 
     @property
     def nat_comment(self) -> str:
@@ -82,7 +89,22 @@ class RouterPlan:
 
 
 def plan_router(topology: Topology, plan: AddressPlan) -> RouterPlan:
-    router = topology.router
+    return plan_section(topology.router, str(plan.lan), ROUTER_NODE, dials=dials_out(topology))
+
+
+def plan_upstream(topology: Topology, plan: AddressPlan) -> RouterPlan | None:
+    """The upstream router (double NAT): the same rules from the ``upstream:`` section, its LAN
+    side on the middle segment (None: the topology has no upstream)."""
+    if topology.upstream is None or plan.middle is None:
+        return None
+    routed_lan = (str(plan.lan),) if topology.router.nat == "none" else ()
+    return plan_section(topology.upstream, str(plan.middle), UPSTREAM_NODE, routed_lan)
+
+
+def plan_section(router: Router, lan: str, name: str, also_masquerades: tuple[str, ...] = (), *,
+                 dials: bool = False) -> RouterPlan:
+    """One router's plan from its section (``router:`` or ``upstream:``); ``lan``: its inside
+    segment; ``dials``: the router starts a tunnel itself (lab.router.dialing)."""
     drops: list[DropRule] = []
     for family, flows in passthrough_flows().items():
         if router.passthrough.get(family, True):
@@ -99,7 +121,7 @@ def plan_router(topology: Topology, plan: AddressPlan) -> RouterPlan:
 
     allowed_out, strict_drops = _strict(router.allow_out)
 
-    flows = [flow for name in router.helpers for flow in HELPERS[name].flows]
+    flows = [flow for helper in router.helpers for flow in HELPERS[helper].flows]
     sysctls = {"net.ipv4.ip_forward": "1"}
     for key, sysctl in CONNTRACK_SYSCTLS.items():
         value = getattr(router.conntrack, key)
@@ -110,14 +132,16 @@ def plan_router(topology: Topology, plan: AddressPlan) -> RouterPlan:
         nat=router.nat,
         lan_if=LAN_IF,
         wan_if=WAN_IF,
-        lan=str(plan.lan),
+        lan=lan,
         helpers=flows if "forwarded" in router.helpers_for else [],
-        local_helpers=flows if "local" in router.helpers_for and dials_out(topology) else [],
+        local_helpers=flows if "local" in router.helpers_for and dials else [],
         drops=drops,
         sysctls=sysctls,
         allowed_out=allowed_out,
         strict_drops=strict_drops,
         output_drops=output_drops,
+        name=name,
+        also_masquerades=also_masquerades if router.masquerades else (),
     )
 
 

@@ -110,8 +110,9 @@ class DockerLab:
 
     def topology(self) -> Topology:
         """The topology a running lab was made from (kept inside its router node, found by role)."""
+        # by node name too: a double-NAT lab's upstream router has the router's role (and image)
         found = self.client.containers.list(
-            all=True, filters={"label": [f"{LABEL_LAB}={self.name}", f"{LABEL_ROLE}=router"]}
+            all=True, filters={"label": [f"{LABEL_LAB}={self.name}", f"{LABEL_ROLE}=router", f"{LABEL_NODE}=router"]}
         )
         if not found:
             raise LabNotFound(self.name)
@@ -215,7 +216,7 @@ class DockerLab:
                 raise Cancelled()
             container = self._create_node(node, base_labels)
             files = node.files + [NodeFile(f"{CONF_DIR}/setup.sh", node.setup_script(), 0o755)]
-            if node.role == "router":
+            if node.name == spec.router.name:  # not the upstream router of a double NAT
                 files.append(topology_file)
             copy_files(container, files)
             return container

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from lab.nodes import NodeSpec
 
-BRIDGES = {"lan": "br-lan", "wan": "br-wan"}
+BRIDGES = {"lan": "br-lan", "wan": "br-wan", "middle": "br-middle"}  # middle: double NAT's, made when used
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,8 @@ def plan_ports(nodes: list[NodeSpec], pids: dict[str, int]) -> list[Port]:
 
 def wiring_script(ports: list[Port]) -> str:
     lines = ["set -eu"]
-    for bridge in BRIDGES.values():
+    used = {"lan", "wan"} | {port.segment for port in ports}
+    for bridge in (bridge for segment, bridge in BRIDGES.items() if segment in used):
         lines += [
             f"ip link add {bridge} type bridge",
             f"ip link set {bridge} type bridge stp_state 0 forward_delay 0",

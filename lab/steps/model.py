@@ -7,6 +7,7 @@ Each step is a one-key mapping::
     - flush: conntrack                                       # empty the router's conntrack table
     - exec: {node: router, run: "conntrack -L"}             # the user's own command, via sh -c
     - router: {block: [udp/1194]}                            # change the running router's rules
+    - upstream: {passthrough: {ipsec: false}}                # the same, on the upstream router (double NAT)
 
 This module knows nothing about Docker. It does not import ``lab.topology.model`` (which
 imports it); the cross-checks that need the topology's tunnels and nodes take them as
@@ -19,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator, model_validator
 
-KINDS = ("check", "wait", "flush", "exec", "router")
+KINDS = ("check", "wait", "flush", "exec", "router", "upstream")
 TUNNEL_NAME_RULE = "CLIENT/PROTOCOL, or CLIENT/SERVER/PROTOCOL where the client has that protocol to several servers"
 MAX_WAIT = 3600
 
@@ -61,6 +62,7 @@ class Step(_Strict):
     # a partial ``router:`` section (lab.steps.router_change checks its content against the
     # topology's Router model, beside the other cross-checks of step_problems)
     router: dict[StrictStr, Any] | None = Field(default=None, min_length=1)
+    upstream: dict[StrictStr, Any] | None = Field(default=None, min_length=1)  # the same, for upstream:
 
     @model_validator(mode="before")
     @classmethod
@@ -103,11 +105,13 @@ def tunnel_label(index: int, tunnels: list[Any]) -> str:
     return f"{t.client}/{t.protocol}" if len(twins) == 1 else f"{t.client}/{t.server}/{t.protocol}"
 
 
-def step_problems(steps: Any, tunnels: list[Any], nodes: list[str], router: Any = None) -> list[tuple[tuple[Any, ...], str]]:
+def step_problems(steps: Any, tunnels: list[Any], nodes: list[str], router: Any = None,
+                  upstream: Any = None) -> list[tuple[tuple[Any, ...], str]]:
     """(location under ``steps``, message) for each step naming a tunnel or a node the topology
-    lacks, or changing the router (``router``: the topology's, when valid) in a way its model
-    refuses. Reads the raw ``steps`` (whatever their shape) so that these are reported beside
-    the shape's problems."""
+    lacks, or changing the router (``router``: the topology's, when valid) or the upstream
+    router (``upstream``: the topology's; None when it has none, False when it is invalid) in a
+    way its model refuses. Reads the raw ``steps`` (whatever their shape) so that these are
+    reported beside the shape's problems."""
     from lab.steps.router_change import router_step_problems  # it imports lab.topology.model, which imports this
 
     problems: list[tuple[tuple[Any, ...], str]] = []
@@ -126,6 +130,11 @@ def step_problems(steps: Any, tunnels: list[Any], nodes: list[str], router: Any 
         change = step.get("router") if isinstance(step, dict) else None
         if isinstance(change, dict):
             problems += [((i, "router", *loc), message) for loc, message in router_step_problems(change, router)]
+        change = step.get("upstream") if isinstance(step, dict) else None
+        if isinstance(change, dict) and upstream is None:
+            problems.append(((i, "upstream"), "the topology has no upstream: router to change"))
+        elif isinstance(change, dict):
+            problems += [((i, "upstream", *loc), message) for loc, message in router_step_problems(change, upstream)]
     return problems
 
 

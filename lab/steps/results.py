@@ -49,7 +49,7 @@ class StepResult:
     def passed(self) -> bool:
         if self.error is not None:
             return False
-        if self.kind in ("flush", "exec", "router"):
+        if self.kind in ("flush", "exec", "router", "upstream"):
             return self.detail.get("exit_code") == 0
         return all(v.passed for v in self.verdicts)
 
@@ -76,7 +76,7 @@ def step_line(step: StepResult) -> str:
         return f"{head} from {direction}: {said} ({step.seconds:.2f} s)"
     if step.kind == "wait":
         return f"{head} {step.detail['wait']:g} s ({step.seconds:.2f} s)"
-    if step.kind == "router":
+    if step.kind in ("router", "upstream"):
         return f"{head}: {shown(step.detail['changed'])}; {_applied(step)} ({step.seconds:.2f} s)"
     where = f"on {shown(step.detail['node'])}"
     what = "conntrack" if step.kind == "flush" else "command"
@@ -91,7 +91,7 @@ def _applied(step: StepResult) -> str:
         last = step.detail["output"][-1] if step.detail.get("output") else ""
         return f"[red]not applied: iptables-restore exit {step.detail['exit_code']}{f': {shown(last)}' if last else ''}[/red]"
     evidence = step.detail["evidence"]
-    return f"rules applied, router conntrack {evidence['conntrack_before']} → {evidence['conntrack_after']} entries"
+    return f"rules applied, {step.detail['node']} conntrack {evidence['conntrack_before']} → {evidence['conntrack_after']} entries"
 
 
 def _verdict_words(v: Verdict) -> str:

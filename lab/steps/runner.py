@@ -4,7 +4,8 @@ A check starts the tunnels it names that were not started yet (the up-check, as 
 steps) and re-probes those already started, in the step's direction, without restarting
 them; each verdict carries the router's conntrack entries for the tunnel's flows at that
 moment. A wait sends nothing. A flush empties the router's conntrack table. An exec runs
-the user's command with ``sh -c`` in its node. A router step re-renders the router's rules
+the user's command with ``sh -c`` in its node. A router step (an upstream step: the same for
+a double NAT's upstream router) re-renders the router's rules
 from its section changed by the step (lab.steps.router_change) and loads them; later router
 steps change the section as the earlier ones left it.
 """
@@ -20,9 +21,10 @@ from lab.check.explain import parse_result
 from lab.check.results import TunnelResult
 from lab.check.run import EVIDENCE_SECONDS, check_tunnel, errored, named
 from lab.check.scripts import parse_sections
+from lab.check.upstream import upstream_evidence
 from lab.protocols import PROTOCOLS
 from lab.protocols.base import TunnelContext
-from lab.router.rules import plan_router, render_ruleset
+from lab.router.rules import RouterPlan, plan_router, plan_upstream, render_ruleset
 from lab.runtime.lab import DockerLab, parallel
 from lab.steps.model import Step, named_tunnels, tunnel_index
 from lab.steps.probe import client_address_command, client_probe, probe_seconds, server_probe, tunnel_address
@@ -32,6 +34,7 @@ from lab.steps.router_change import COUNT_COMMAND, RULES_COMMAND, apply_command,
 if TYPE_CHECKING:  # pragma: no cover
     from lab.capabilities import Capabilities
     from lab.plan import LabPlan
+    from lab.topology.model import Router
 
 PROBE_ALLOWANCE = 30.0  # beyond a probe's deadline before its exec is an error (a starved guest)
 EXEC_SECONDS = 300.0  # an exec step's command, at most
@@ -50,6 +53,7 @@ class StepRunner:
         self.say = say
         self.started: dict[int, TunnelResult] = {}  # tunnel index -> the up-check that started it
         self.router_section = plan.topology.router  # as the last router step left it
+        self.upstream_section = plan.topology.upstream  # as the last upstream step left it (double NAT)
 
     @property
     def tunnels(self) -> list:
@@ -80,7 +84,7 @@ class StepRunner:
         started = time.monotonic()
         try:
             kinds = {"check": self._check, "wait": self._wait, "flush": self._flush, "exec": self._exec,
-                     "router": self._router}
+                     "router": self._router, "upstream": self._upstream}
             result = kinds[step.kind](index, step)
         except Exception as exc:  # noqa: BLE001 - this step failed; the next ones still run
             result = StepResult(index, step.kind, 0.0, error=f"the step failed: {named(exc)}")
@@ -108,23 +112,40 @@ class StepRunner:
 
     def _router(self, index: int, step: Step) -> StepResult:
         assert step.router is not None
-        router = self.plan.router.name
         before, after = self.router_section, merged_router(self.router_section, step.router)
+        result = self._apply(index, "router", before, after,
+                             plan_router(self.plan.topology.model_copy(update={"router": after}), self.plan.addresses))
+        if result.detail["exit_code"] == 0:  # the router runs the new rules: what follows is judged against them
+            self.router_section = after
+        return result
+
+    def _upstream(self, index: int, step: Step) -> StepResult:
+        """A router step for the upstream router of a double NAT (its own section, its own node)."""
+        assert step.upstream is not None and self.upstream_section is not None
+        before, after = self.upstream_section, merged_router(self.upstream_section, step.upstream)
+        planned = plan_upstream(self.plan.topology.model_copy(update={"upstream": after}), self.plan.addresses)
+        assert planned is not None
+        result = self._apply(index, "upstream", before, after, planned)
+        if result.detail["exit_code"] == 0:
+            self.upstream_section = after
+        return result
+
+    def _apply(self, index: int, kind: str, before: Router, after: Router, planned: RouterPlan) -> StepResult:
+        """Load ``planned``'s rules on its router node; the step's result with the evidence."""
+        router = planned.name
         changed = "; ".join(router_changes(before, after)) or "no change"
-        ruleset = render_ruleset(plan_router(self.plan.topology.model_copy(update={"router": after}), self.plan.addresses))
+        ruleset = render_ruleset(planned)
         rules_before = self.lab.exec(router, RULES_COMMAND, timeout=EVIDENCE_SECONDS).output
         count_before = conntrack_count(self.lab.exec(router, COUNT_COMMAND, timeout=EVIDENCE_SECONDS).output)
         run = self.lab.exec(router, apply_command(ruleset, index), timeout=EVIDENCE_SECONDS)
-        if run.exit_code == 0:  # the router runs the new rules: what follows is judged against them
-            self.router_section = after
         evidence = {
             "rules_before": rules_before.rstrip().splitlines(),
             "rules_after": self.lab.exec(router, RULES_COMMAND, timeout=EVIDENCE_SECONDS).output.rstrip().splitlines(),
             "conntrack_before": count_before,
             "conntrack_after": conntrack_count(self.lab.exec(router, COUNT_COMMAND, timeout=EVIDENCE_SECONDS).output),
         }
-        return StepResult(index, "router", 0.0, detail={"node": router, "changed": changed, "exit_code": run.exit_code,
-                                                         "output": output_tail(run.output), "evidence": evidence})
+        return StepResult(index, kind, 0.0, detail={"node": router, "changed": changed, "exit_code": run.exit_code,
+                                                     "output": output_tail(run.output), "evidence": evidence})
 
     def _check(self, index: int, step: Step) -> StepResult:
         spec = step.check
@@ -152,16 +173,22 @@ class StepRunner:
             if i not in self.started:
                 first = self._start(i, ctx)
                 if direction == "client" and size is None:  # the up-check pinged from the client: its verdict is this one
-                    return said(first.observed, first.reason, first.seconds, first.evidence.get("router_conntrack", []))
+                    verdict = said(first.observed, first.reason, first.seconds, first.evidence.get("router_conntrack", []))
+                    verdict.evidence.update({k: v for k, v in first.evidence.items() if k.startswith("upstream_")})
+                    return verdict
             observed, seconds, detail = self.probe(ctx, direction, size)
             entries, hits = self.router_state(ctx)
+            beyond = upstream_evidence(self.lab, ctx, entries)  # a double NAT's upstream router (None: none)
         except Exception as exc:  # noqa: BLE001 - this tunnel's verdict only
             return said("error", f"the check failed: {named(exc)}", time.monotonic() - started)
         drops = [f"router rule '{h.comment}' ({h.chain}) has dropped {h.packets} packets since the rules were loaded"
                  for h in hits]
-        verdict = said(observed, "; ".join([detail, conntrack_words(ctx, entries), *drops]), seconds, entries)
+        upstream = beyond.facts(observed, ctx) if beyond else []
+        verdict = said(observed, "; ".join([detail, conntrack_words(ctx, entries), *drops, *upstream]), seconds, entries)
         if hits:  # a drop rule of the tunnel's flows caught packets (a router step's block, say)
             verdict.evidence["router_drops"] = [f"{h.chain}: '{h.comment}' dropped {h.packets} packets" for h in hits]
+        if beyond:
+            verdict.evidence.update(beyond.to_evidence())
         return verdict
 
     def _start(self, i: int, ctx: TunnelContext) -> TunnelResult:

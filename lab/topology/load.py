@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from lab.errors import Problem, TopologyError
 from lab.router.dialing import ROUTER_CLIENT, dialing_problem
 from lab.topology.addressing import capacity_problems
-from lab.topology.model import RESERVED_NODE_NAMES, STUN_NODE, Topology, quoted
+from lab.topology.model import RESERVED_NODE_NAMES, STUN_NODE, UPSTREAM_NODE, Topology, quoted
 from lab.topology.source import MAX_BYTES, decode, parse_yaml, screen
 
 
@@ -38,11 +38,12 @@ def parse_topology(text: str, source: str = "<topology>", base_dir: Path | None 
         raise TopologyError(source, [Problem("", "the topology must be a YAML mapping with name, servers, clients")])
 
     problems: list[Problem] = []
-    router = data.get("router")
-    if isinstance(router, dict) and "profile" in router:
-        data = dict(data)
-        data["router"], profile_problems = apply_profile(router, base_dir)
-        problems += profile_problems
+    for section in ("router", "upstream"):  # upstream: takes router:'s keys, a profile too
+        router = data.get(section)
+        if isinstance(router, dict) and "profile" in router:
+            data = dict(data)
+            data[section], profile_problems = apply_profile(router, base_dir, section)
+            problems += profile_problems
     topology: Topology | None = None
     try:
         topology = Topology.model_validate(data)
@@ -58,7 +59,7 @@ def parse_topology(text: str, source: str = "<topology>", base_dir: Path | None 
     return topology
 
 
-TOP_LEVEL_ORDER = ["", "name", "description", "router", "network", "nat_probe", "servers", "clients", "tunnels"]
+TOP_LEVEL_ORDER = ["", "name", "description", "router", "upstream", "network", "nat_probe", "servers", "clients", "tunnels"]
 
 
 def _document_order(problem: Problem) -> tuple[object, ...]:
@@ -80,7 +81,7 @@ def _location(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def apply_profile(router: dict[str, Any], base_dir: Path | None) -> tuple[dict[str, Any], list[Problem]]:
+def apply_profile(router: dict[str, Any], base_dir: Path | None, section: str = "router") -> tuple[dict[str, Any], list[Problem]]:
     """``router: {profile: REF, ...overrides}`` -> the profile's router keys with the overrides
     on top (nested mappings merged key by key), or the problem that prevents it."""
     from lab.profiles import ProfileError, load_profile, merge_router
@@ -88,16 +89,16 @@ def apply_profile(router: dict[str, Any], base_dir: Path | None) -> tuple[dict[s
     ref = router["profile"]
     overrides = {k: v for k, v in router.items() if k != "profile"}
     if not isinstance(ref, str) or not ref.strip():
-        return overrides, [Problem("router.profile", "must be a profile name (e.g. open) or the path of a profile file")]
+        return overrides, [Problem(f"{section}.profile", "must be a profile name (e.g. open) or the path of a profile file")]
     if base_dir is not None and not Path(ref).is_absolute() and (base_dir / ref).is_file():
         ref = str(base_dir / ref)
     try:
         profile = load_profile(ref)
     except ProfileError as exc:
         if exc.source == ref and len(exc.problems) == 1 and not exc.problems[0].location:
-            return overrides, [Problem("router.profile", exc.problems[0].message)]
+            return overrides, [Problem(f"{section}.profile", exc.problems[0].message)]
         detail = "; ".join(f"{p}" for p in exc.problems)
-        return overrides, [Problem("router.profile", f"profile {exc.source} cannot be used: {detail}")]
+        return overrides, [Problem(f"{section}.profile", f"profile {exc.source} cannot be used: {detail}")]
     return merge_router(profile.router, overrides), []
 
 
@@ -158,6 +159,7 @@ def cross_reference_problems(data: dict[str, Any]) -> list[Problem]:
     client_names = list(dict.fromkeys(_names(clients)))
 
     reserved = RESERVED_NODE_NAMES | ({STUN_NODE} if data.get("nat_probe") is True else set())
+    reserved |= {UPSTREAM_NODE} if data.get("upstream") is not None else set()
     seen: dict[str, str] = {}
     for key, items in (("servers", servers), ("clients", clients)):
         for i, item in enumerate(items):
@@ -167,6 +169,8 @@ def cross_reference_problems(data: dict[str, Any]) -> list[Problem]:
             where = f"{key}[{i}].name"
             if name == STUN_NODE and name in reserved:
                 problems.append(Problem(where, f"'{name}' is reserved for the NAT probe's node (nat_probe: true); choose another name"))
+            elif name == UPSTREAM_NODE and name in reserved:
+                problems.append(Problem(where, f"'{name}' is reserved for the upstream router's node (upstream:); choose another name"))
             elif name in reserved:
                 problems.append(Problem(where, f"'{name}' is reserved for the lab's own node; choose another name"))
             elif name in seen:
@@ -192,13 +196,13 @@ def cross_reference_problems(data: dict[str, Any]) -> list[Problem]:
         if isinstance(server.get("name"), str):
             served[server["name"]] = [p for p in protocols if isinstance(p, str)]
 
-    router = data.get("router")
-    helpers = router.get("helpers") if isinstance(router, dict) else None
-    if isinstance(helpers, list):
-        for i, helper in enumerate(helpers):
+    for section in ("router", "upstream"):
+        router = data.get(section)
+        helpers = router.get("helpers") if isinstance(router, dict) else None
+        for i, helper in enumerate(helpers if isinstance(helpers, list) else []):
             if isinstance(helper, str) and helper not in HELPERS:
                 problems.append(
-                    Problem(f"router.helpers[{i}]", f"unknown helper '{quoted(helper)}' (known: {', '.join(HELPERS)})")
+                    Problem(f"{section}.helpers[{i}]", f"unknown helper '{quoted(helper)}' (known: {', '.join(HELPERS)})")
                 )
 
     seen_tunnels: dict[tuple[Any, Any, Any], int] = {}

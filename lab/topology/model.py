@@ -18,11 +18,13 @@ from pydantic import ValidationError, ValidationInfo, ValidatorFunctionWrapHandl
 from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 from lab.steps.model import Step, step_problems
 from lab.topology.links import LinkConditions, RouterLinks
+from lab.topology.quoting import quoted
 
 NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,23}")  # always fullmatch: "$" would let a trailing newline through
 NAME_RULE = "lowercase letters, digits and '-', starting with a letter, at most 24 characters"
 RESERVED_NODE_NAMES = {"router", "switch"}
 STUN_NODE = "stun"  # the NAT probe's STUN server, reserved when a topology says nat_probe: true
+UPSTREAM_NODE = "isp"  # the upstream router (double NAT), reserved when a topology has upstream:
 
 BLOCK_PROTOCOLS = {"gre": 47, "esp": 50, "ah": 51, "icmp": 1}
 PORT_PROTOCOLS = ("tcp", "udp")
@@ -37,21 +39,6 @@ DOCUMENTATION_NETS = [ipaddress.ip_network(n) for n in ("203.0.113.0/24", "198.5
 # link-local, reserved and the documentation ranges (the WAN's), none of which a LAN can be.
 LAN_NETS = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")]
 LAN_RULE = "the LAN must be a /16 to /26 inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16 (for example 192.168.100.0/24)"
-SHOWN_CHARS = 40  # a value quoted in a message is cut here: a message stays one readable line
-
-
-def quoted(value: object) -> str:
-    """A value as a message quotes it, cut short: a 1 MB name would make a 1 MB error, and
-    a collection (perhaps an alias bomb) is named, never printed."""
-    if isinstance(value, (list, dict, set, tuple)):
-        return f"a {type(value).__name__} of {len(value)} item(s)"
-    if isinstance(value, int) and abs(value) >= 10**SHOWN_CHARS:  # str() fails past 4300 digits
-        return "a number of more than 40 digits"
-    text = value if isinstance(value, str) else str(value)
-    text = text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "…"
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)  # one line, control characters seen
-
-
 def special_range(net: ipaddress.IPv4Network) -> str:
     """What a network that no LAN may use is, for the message ("" if nothing special)."""
     if any(net.overlaps(doc) for doc in DOCUMENTATION_NETS):
@@ -252,10 +239,13 @@ class Router(Strict):
 
 
 class Network(Strict):
-    """The two segments; both stay inside the lab."""
+    """The segments; all stay inside the lab."""
 
     lan: ipaddress.IPv4Network = ipaddress.IPv4Network("192.168.100.0/24")
     wan: ipaddress.IPv4Network = ipaddress.IPv4Network("203.0.113.0/24")
+    # Between the router and the upstream router (double NAT, lab.topology.upstream); None:
+    # 198.51.100.0/24 when the topology has an upstream:, no segment when it has none
+    middle: ipaddress.IPv4Network | None = None
 
     @field_validator("lan")
     @classmethod
@@ -273,12 +263,13 @@ class Network(Strict):
                 )
         return value
 
-    @field_validator("wan")
+    @field_validator("wan", "middle")
     @classmethod
-    def documentation_wan(cls, value: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
-        if not any(value.subnet_of(net) for net in DOCUMENTATION_NETS) or value.prefixlen > 26:
+    def documentation_wan(cls, value: ipaddress.IPv4Network | None, info: ValidationInfo) -> ipaddress.IPv4Network | None:
+        if value is not None and (not any(value.subnet_of(net) for net in DOCUMENTATION_NETS) or value.prefixlen > 26):
+            what = "WAN" if info.field_name == "wan" else "middle segment (CGNAT's 100.64.0.0/10 in the real world)"
             raise ValueError(
-                f"{value}: the WAN must lie in a documentation range (203.0.113.0/24 or 198.51.100.0/24)"
+                f"{value}: the {what} must lie in a documentation range (203.0.113.0/24 or 198.51.100.0/24)"
             )
         return value
 
@@ -318,6 +309,17 @@ class Topology(Strict):
     # Adds the "stun" node (coturn, two WAN addresses) so the router's NAT behaviour is
     # measured with an RFC 5780 probe (lab.natprobe); off by default: it costs a node.
     nat_probe: bool = False
+    # A second NAT router between the router's WAN side and the servers (an ISP box, CGNAT):
+    # the same keys as router:, checked by lab.topology.upstream; None: the servers' segment
+    # is the router's WAN, as ever
+    upstream: Router | None = None
+
+    @model_validator(mode="after")
+    def segments_apart(self) -> Topology:
+        from lab.topology.upstream import segment_problems  # it imports this module
+
+        _raise_located([(loc, message, "value_error") for loc, message in segment_problems(self)], self)
+        return self
 
     def server(self, name: str) -> Server:
         return next(s for s in self.servers if s.name == name)
@@ -334,13 +336,15 @@ class Topology(Strict):
     @property
     def uses_netem(self) -> bool:
         """Whether some link asks for delay or loss (the kernel needs sch_netem)."""
-        links = [self.router.links.lan, self.router.links.wan, *(n.link for n in [*self.servers, *self.clients])]
+        upstream = [self.upstream.links.lan, self.upstream.links.wan] if self.upstream else []
+        links = [self.router.links.lan, self.router.links.wan, *upstream, *(n.link for n in [*self.servers, *self.clients])]
         return any(link.uses_netem for link in links)
 
     @property
     def node_names(self) -> list[str]:
         stun = [STUN_NODE] if self.nat_probe else []
-        return ["router"] + [s.name for s in self.servers] + stun + [c.name for c in self.clients]
+        upstream = [UPSTREAM_NODE] if self.upstream else []
+        return ["router", *upstream] + [s.name for s in self.servers] + stun + [c.name for c in self.clients]
 
     # --- scenario steps (issue 11) and per-protocol tunnel options: one separate block ---------
     # Run in order after bring-up (lab.steps). Not stored with a running lab's topology
@@ -374,8 +378,9 @@ class Topology(Strict):
         named: list[tuple[tuple[object, ...], str]] = []
         if all(key in data for key in ("tunnels", "servers", "clients")):  # else reported where it is
             stun = [STUN_NODE] if data.get("nat_probe") else []
-            nodes = ["router"] + [s.name for s in data["servers"]] + stun + [c.name for c in data["clients"]]
-            named = step_problems(value, data["tunnels"], nodes, data.get("router"))
+            upstream = [UPSTREAM_NODE] if data.get("upstream") else []
+            nodes = ["router", *upstream] + [s.name for s in data["servers"]] + stun + [c.name for c in data["clients"]]
+            named = step_problems(value, data["tunnels"], nodes, data.get("router"), data.get("upstream", False))
         located = {tuple(e["loc"]) for e in shape}
         _raise_located([(tuple(e["loc"]), e["msg"], e["type"]) for e in shape]
                        + [(loc, message, "value_error") for loc, message in named if loc not in located], value)

@@ -24,3 +24,5 @@ _.from_dict, _.node_names  # noqa
 _.parse_delay, _.parse_loss, _.written_delay, _.written_loss, _.whole_protocols, netem, output_drops  # noqa
 # the UML guest's kernel processes: read by the integration tests (its host uid, killing it under a lab)
 _.kernel_processes  # noqa
+# double NAT (lab.topology.upstream): the Topology's model validator, the upstream's masquerade sources (rules.v4.j2)
+_.segments_apart, _.masquerade_sources  # noqa

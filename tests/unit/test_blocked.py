@@ -159,8 +159,8 @@ def test_a_rule_of_another_flow_tells_nothing() -> None:
 def test_the_watcher_stops_with_its_last_tunnel_and_a_new_one_starts_after() -> None:
     lab, ctx = RouterLab(), contexts()
     with blocked.watched(lab, "router", ctx["alice"]):
-        first = blocked._watchers[id(lab)]
-    assert id(lab) not in blocked._watchers and first.stop.is_set()
+        first = blocked._watchers[(id(lab), "router")]
+    assert (id(lab), "router") not in blocked._watchers and first.stop.is_set()
     with blocked.watched(lab, "router", ctx["alice"]):
-        assert blocked._watchers[id(lab)] is not first
+        assert blocked._watchers[(id(lab), "router")] is not first
     assert lab.streams == 2  # one stream of readings per watcher, not an exec per reading
