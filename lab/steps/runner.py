@@ -6,13 +6,16 @@ them; each verdict carries the router's conntrack entries for the tunnel's flows
 moment. A wait sends nothing. A flush empties the router's conntrack table. An exec runs
 the user's command with ``sh -c`` in its node. A router step re-renders the router's rules
 from its section changed by the step (lab.steps.router_change) and loads them; later router
-steps change the section as the earlier ones left it.
+steps change the section as the earlier ones left it. A capture runs tcpdump on a node's
+interface around its own steps (lab.steps.capture_step), writes the pcap into ``captures``
+on the host and keeps its facts as evidence, per tunnel for the tunnels its checks named.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lab.check.evidence import RuleHit, conntrack_lines, drops_for, flow_entries, router_evidence_command, rule_hits
@@ -20,10 +23,12 @@ from lab.check.explain import parse_result
 from lab.check.results import TunnelResult
 from lab.check.run import EVIDENCE_SECONDS, check_tunnel, errored, named
 from lab.check.scripts import parse_sections
+from lab.pcap_facts import pcap_facts, tunnel_facts
 from lab.protocols import PROTOCOLS
 from lab.protocols.base import TunnelContext
 from lab.router.rules import plan_router, render_ruleset
 from lab.runtime.lab import DockerLab, parallel
+from lab.steps.capture_step import Listening, capture_bound, on_path, pcap_path, role_of, start_capture
 from lab.steps.model import Step, named_tunnels, tunnel_index
 from lab.steps.probe import client_address_command, client_probe, probe_seconds, server_probe, tunnel_address
 from lab.steps.results import StepResult, Verdict, output_tail
@@ -41,8 +46,9 @@ class StepRunner:
     """Runs the steps of ``plan``'s topology on ``lab``; remembers which tunnels were started."""
 
     def __init__(self, lab: DockerLab, plan: LabPlan, capabilities: Capabilities, concurrency: int = 8,
-                 say: Callable[[str], None] = lambda _: None):
+                 say: Callable[[str], None] = lambda _: None, captures: Path | None = None):
         self.lab = lab
+        self.captures = captures or Path(".")  # where capture steps write their pcaps
         self.plan = plan
         self.skips = capabilities.skips(plan.topology)
         self.notes = capabilities.notes(plan.topology)
@@ -75,12 +81,14 @@ class StepRunner:
     def run(self) -> list[StepResult]:
         return [self.step(i, step) for i, step in enumerate(self.plan.topology.steps)]
 
-    def step(self, index: int, step: Step) -> StepResult:
-        self.say(f"steps[{index}] {step.kind}")
+    def step(self, index: int, step: Step, where: str = "steps") -> StepResult:
+        self.say(f"{where}[{index}] {step.kind}")
         started = time.monotonic()
         try:
+            if step.capture and where != "steps":
+                raise ValueError("a capture cannot hold another capture")
             kinds = {"check": self._check, "wait": self._wait, "flush": self._flush, "exec": self._exec,
-                     "router": self._router}
+                     "router": self._router, "capture": self._capture}
             result = kinds[step.kind](index, step)
         except Exception as exc:  # noqa: BLE001 - this step failed; the next ones still run
             result = StepResult(index, step.kind, 0.0, error=f"the step failed: {named(exc)}")
@@ -125,6 +133,33 @@ class StepRunner:
         }
         return StepResult(index, "router", 0.0, detail={"node": router, "changed": changed, "exit_code": run.exit_code,
                                                          "output": output_tail(run.output), "evidence": evidence})
+
+    def _capture(self, index: int, step: Step) -> StepResult:
+        spec = step.capture
+        assert spec is not None
+        listening = start_capture(self.lab, spec.node, spec.interface, capture_bound(spec.during))
+        detail = {"node": spec.node, "interface": listening.interface}
+        during: list[StepResult] = []
+        try:  # the steps' results are kept whatever the capture does next
+            during = [self.step(j, inner, f"steps[{index}].capture.during") for j, inner in enumerate(spec.during)]
+        finally:  # tcpdump ends whatever happened (an interrupt too)
+            stopped = stopped_capture(listening)
+        try:
+            if isinstance(stopped, Exception):
+                raise stopped
+            data, packets = stopped
+            path = pcap_path(self.captures, self.lab.name, index, spec.node, listening.interface)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            role = role_of(self.lab, spec.node)
+            crossed = {v.tunnel: v.protocol for s in during for v in s.verdicts
+                       if on_path(spec.node, role, listening.interface, v.client, v.server)}
+            facts = tunnel_facts(data, list(crossed.values()))
+            evidence = {"facts": pcap_facts(data), "tunnels": {name: facts[protocol] for name, protocol in crossed.items()}}
+        except Exception as exc:  # noqa: BLE001 - the capture failed; its steps' results stay
+            return StepResult(index, "capture", 0.0, detail=detail, error=f"the capture failed: {named(exc)}", during=during)
+        return StepResult(index, "capture", 0.0, during=during,
+                          detail={**detail, "pcap": str(path), "packets": packets, "evidence": evidence})
 
     def _check(self, index: int, step: Step) -> StepResult:
         spec = step.check
@@ -205,14 +240,23 @@ class StepRunner:
 
 
 def run_steps(lab: DockerLab, plan: LabPlan, capabilities: Capabilities, concurrency: int,
-              checked: dict[int, TunnelResult]) -> list[StepResult]:
+              checked: dict[int, TunnelResult], captures: Path | None = None) -> list[StepResult]:
     """The steps on a lab whose tunnels in ``checked`` (by index) were checked already: those are
-    re-probed, not restarted; ``checked`` gains the tunnels the steps start."""
-    runner = StepRunner(lab, plan, capabilities, concurrency)
+    re-probed, not restarted; ``checked`` gains the tunnels the steps start; capture steps write
+    their pcaps into ``captures`` (default: the current folder)."""
+    runner = StepRunner(lab, plan, capabilities, concurrency, captures=captures)
     runner.already_started(checked)
     steps = runner.run()
     checked.update(runner.started)
     return steps
+
+
+def stopped_capture(listening: Listening) -> tuple[bytes, int | None] | Exception:
+    """The capture's bytes and packet count, or why there are none."""
+    try:
+        return listening.stop()
+    except Exception as exc:  # noqa: BLE001 - the capture step's error
+        return exc
 
 
 def conntrack_words(ctx: TunnelContext, entries: list[str]) -> str:
