@@ -68,7 +68,7 @@ class CaptureSpec(_Strict):
     @classmethod
     def interface_name(cls, value: str | None) -> str | None:
         if value is not None and not INTERFACE_RE.fullmatch(value):
-            raise ValueError(f"'{value}' is not an interface name (letters, digits, '_', '.', '-', at most 15; or any)")
+            raise ValueError(f"'{value}' is not an interface name (letters, digits, '_', '.' and '-', at most 15 characters)")
         return value
 
 
