@@ -67,9 +67,9 @@ class Listening:
         removed. CaptureError when tcpdump failed or ran past its bound."""
         try:
             with suppress(VpnlabError, docker.errors.APIError):  # an ended tcpdump has nothing to stop
-                self._sh(STOP)
+                self.sh(STOP)
             ran = self.ran.result(timeout=STOP_SECONDS)
-            self.log = self._sh('cat "$1.log"').output
+            self.log = self.sh('cat "$1.log"').output
             if ran.exit_code != 0:
                 why = "its safety bound passed" if ran.exit_code == TIMED_OUT else f"exit {ran.exit_code}"
                 raise CaptureError(f"{self.node}: tcpdump on {self.interface} failed ({why}): {self.log.strip()[-300:]}")
@@ -77,11 +77,11 @@ class Listening:
         finally:
             self.pool.shutdown(wait=False)
             with suppress(VpnlabError, docker.errors.APIError):  # the capture's own error is the one to tell
-                self._sh('rm -f "$1" "$1.pid" "$1.log"')
+                self.sh('rm -f "$1" "$1.pid" "$1.log"')
         counted = CAPTURED.search(self.log)
         return data, int(counted.group(1)) if counted else None
 
-    def _sh(self, script: str) -> ExecResult:
+    def sh(self, script: str) -> ExecResult:
         return self.lab.exec(self.node, ["sh", "-c", script, "sh", self.remote], container=self.container, timeout=SHORT_EXEC)
 
 
@@ -105,7 +105,7 @@ def start_capture(lab: DockerLab, node: str, interface: str | None, bound: int) 
     listening = Listening(lab, node, container, interface, remote, ran, pool)
     deadline = time.monotonic() + READY_SECONDS
     while not ran.done() and time.monotonic() < deadline:
-        if listening._sh(LISTENING).exit_code == 0:
+        if listening.sh(LISTENING).exit_code == 0:
             return listening
         time.sleep(0.2)
     try:
