@@ -5,11 +5,13 @@ other steps run, then the pcap copied to the host and read for facts (lab.pcap_f
 so tcpdump runs until it is told to stop: its exec waits in a thread, the node keeps the pid
 of the ``timeout`` that bounds it (a safety net should vpnlab die: it ends tcpdump anyway),
 and a TERM to that pid, passed on to tcpdump, makes it flush and end. The steps start only
-once tcpdump says it is listening. Capturing only listens: it sends nothing anywhere.
+once tcpdump says it is listening. A capture inside another records at the same time (both
+ends of a path, say), each in its own file. Capturing only listens: it sends nothing anywhere.
 """
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -45,8 +47,10 @@ def capture_bound(during: list[Step]) -> int:
     return int(sum(s.wait or 0 for s in during) + STEP_ALLOWANCE * sum(1 for s in during if s.wait is None) + 60)
 
 
-def pcap_path(directory: Path, lab: str, index: int, node: str, interface: str) -> Path:
-    return directory / f"{lab}-steps{index}-{node}-{interface}.pcap"
+def pcap_path(directory: Path, lab: str, where: str, node: str, interface: str) -> Path:
+    """``where`` (steps[2], or steps[2].capture.during[0] inside another capture) as steps2, steps2-during0."""
+    place = re.sub(r"\[(\d+)\]", r"\1", where).replace(".capture.during", "-during")
+    return directory / f"{lab}-{place}-{node}-{interface}.pcap"
 
 
 @dataclass

@@ -62,7 +62,7 @@ class CaptureSpec(_Strict):
     node: StrictStr
     # default as ``vpnlab capture``'s: the router's WAN side, a client's or server's eth0
     interface: StrictStr | None = None
-    during: list[Step] = Field(min_length=1)  # no capture among them (step_problems says so, located)
+    during: list[Step] = Field(min_length=1)  # a capture among them records at the same time (another node)
 
     @field_validator("interface")
     @classmethod
@@ -159,9 +159,7 @@ def step_problems(steps: Any, tunnels: list[Any], nodes: list[str], router: Any 
         if isinstance(change, dict):
             problems += [((*at, "router", *loc), message) for loc, message in router_step_problems(change, router)]
         capture = step.get("capture") if isinstance(step, dict) else None
-        if isinstance(capture, dict) and within:
-            problems.append(((*at, "capture"), "a capture cannot hold another capture: write them one after the other"))
-        elif isinstance(capture, dict):
+        if isinstance(capture, dict):
             problems += step_problems(capture.get("during"), tunnels, nodes, router, (*at, "capture", "during"))
     return problems
 

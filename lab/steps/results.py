@@ -104,9 +104,9 @@ def _capture_lines(step: StepResult, head: str, inner: str) -> str:
     lines += ["  " + line for s in step.during for line in step_line(s, inner).splitlines()]
     evidence = detail.get("evidence", {})
     tunnels = evidence.get("tunnels") or {}
-    lines += [f"  {shown(name)} in the capture: {shown('; '.join(facts))}" for name, facts in tunnels.items()]
-    if not tunnels:
-        lines += [f"  capture: {shown('; '.join(evidence['facts']))}"] if evidence.get("facts") else []
+    shows = tunnels or ({"the capture": evidence["facts"]} if evidence.get("facts") else {})
+    for name, facts in shows.items():  # one fact a line, as vpnlab capture prints them
+        lines += [f"  {shown(name)} in the capture:" if tunnels else "  the capture:", *(f"    {shown(f)}" for f in facts)]
     return "\n".join(lines)
 
 

@@ -85,11 +85,9 @@ class StepRunner:
         self.say(f"{where}[{index}] {step.kind}")
         started = time.monotonic()
         try:
-            if step.capture and where != "steps":
-                raise ValueError("a capture cannot hold another capture")
             kinds = {"check": self._check, "wait": self._wait, "flush": self._flush, "exec": self._exec,
-                     "router": self._router, "capture": self._capture}
-            result = kinds[step.kind](index, step)
+                     "router": self._router}
+            result = self._capture(index, step, where) if step.capture else kinds[step.kind](index, step)
         except Exception as exc:  # noqa: BLE001 - this step failed; the next ones still run
             result = StepResult(index, step.kind, 0.0, error=f"the step failed: {named(exc)}")
         result.seconds = round(time.monotonic() - started, 2)
@@ -134,25 +132,25 @@ class StepRunner:
         return StepResult(index, "router", 0.0, detail={"node": router, "changed": changed, "exit_code": run.exit_code,
                                                          "output": output_tail(run.output), "evidence": evidence})
 
-    def _capture(self, index: int, step: Step) -> StepResult:
+    def _capture(self, index: int, step: Step, where: str) -> StepResult:
         spec = step.capture
         assert spec is not None
         listening = start_capture(self.lab, spec.node, spec.interface, capture_bound(spec.during))
         detail = {"node": spec.node, "interface": listening.interface}
         during: list[StepResult] = []
         try:  # the steps' results are kept whatever the capture does next
-            during = [self.step(j, inner, f"steps[{index}].capture.during") for j, inner in enumerate(spec.during)]
+            during = [self.step(j, inner, f"{where}[{index}].capture.during") for j, inner in enumerate(spec.during)]
         finally:  # tcpdump ends whatever happened (an interrupt too)
             stopped = stopped_capture(listening)
         try:
             if isinstance(stopped, Exception):
                 raise stopped
             data, packets = stopped
-            path = pcap_path(self.captures, self.lab.name, index, spec.node, listening.interface)
+            path = pcap_path(self.captures, self.lab.name, f"{where}[{index}]", spec.node, listening.interface)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
             role = role_of(self.lab, spec.node)
-            crossed = {v.tunnel: v.protocol for s in during for v in s.verdicts
+            crossed = {v.tunnel: v.protocol for v in verdicts_in(during)
                        if on_path(spec.node, role, listening.interface, v.client, v.server)}
             facts = tunnel_facts(data, list(crossed.values()))
             evidence = {"facts": pcap_facts(data), "tunnels": {name: facts[protocol] for name, protocol in crossed.items()}}
@@ -249,6 +247,11 @@ def run_steps(lab: DockerLab, plan: LabPlan, capabilities: Capabilities, concurr
     steps = runner.run()
     checked.update(runner.started)
     return steps
+
+
+def verdicts_in(results: list[StepResult]) -> list[Verdict]:
+    """The verdicts of these steps, a capture's inner steps' included, in the order given."""
+    return [v for r in results for v in [*r.verdicts, *verdicts_in(r.during)]]
 
 
 def stopped_capture(listening: Listening) -> tuple[bytes, int | None] | Exception:

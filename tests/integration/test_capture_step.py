@@ -69,7 +69,7 @@ def test_run_writes_the_wan_capture_next_to_the_json_with_its_facts(vpnlab_sessi
         assert any(f.startswith("UDP 51820 (wireguard) both ways") for f in evidence["tunnels"]["alice/wireguard"])
         # the terminal shows the capture, its steps and the tunnels' facts
         assert "steps[0] capture router wan0" in proc.stdout and "steps[0].capture.during[1] check" in proc.stdout
-        assert "alice/ikev2 in the capture:" in proc.stdout and "ESP only inside UDP 4500" in proc.stdout
+        assert "  alice/ikev2 in the capture:\n" in proc.stdout and "\n    ESP only inside UDP 4500 (" in proc.stdout
     finally:
         down = vpnlab("down", LAB, *DOCKER)
     assert down.returncode == 0, down.stdout + down.stderr

@@ -178,7 +178,7 @@ def capture_runner(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fails: bool 
 
     def started(lab: object, node: str, interface: str | None, bound: int) -> FakeListening:
         events.append(f"start {node} {interface} {bound}")
-        return FakeListening(interface or "wan0", nat_t_capture(), events, fails)
+        return FakeListening(interface or ("wan0" if node == "router" else "eth0"), nat_t_capture(), events, fails)
 
     monkeypatch.setattr(runner_module, "start_capture", started)
     monkeypatch.setattr(runner_module, "role_of", lambda lab, node: "router" if node == "router" else "client")
@@ -214,11 +214,23 @@ def test_a_failed_capture_fails_its_step_and_keeps_its_steps_results(monkeypatch
     assert "pcap" not in captured.to_dict() and not (tmp_path / "pcaps").exists()
 
 
-def test_a_capture_inside_a_capture_is_refused_when_it_runs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_a_capture_inside_a_capture_records_both_ends_at_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     runner, events = capture_runner(monkeypatch, tmp_path)
-    nested = Step.model_validate({"capture": {"node": "router", "during": [{"wait": 1}]}})
-    result = runner.step(0, nested, "steps[1].capture.during")
-    assert result.error == "the step failed: ValueError: a capture cannot hold another capture" and events == []
+    both = Step.model_validate({"capture": {"node": "router", "interface": "lan0", "during": [
+        {"capture": {"node": "vpn", "during": [{"check": {"expect": {"bob/wireguard": "up"}, "from": "server"}}]}}]}})
+    outer = runner.step(4, both)
+    assert events == ["start router lan0 660", "start vpn None 660", "stop", "stop"]
+    [inner] = outer.during
+    assert outer.passed and inner.passed and inner.detail["interface"] == "eth0"  # a server's default: its link
+    assert Path(outer.detail["pcap"]).name == "t-steps4-router-lan0.pcap"
+    assert Path(inner.detail["pcap"]).name == "t-steps4-during0-vpn-eth0.pcap" and Path(inner.detail["pcap"]).is_file()
+    # the check inside both: its tunnel crosses the router and the server's link
+    assert list(outer.detail["evidence"]["tunnels"]) == list(inner.detail["evidence"]["tunnels"]) == ["bob/wireguard"]
+    console = Console(record=True, width=300)
+    console.print(step_line(outer))
+    text = console.export_text()
+    assert "\n  ✓ steps[4].capture.during[0] capture vpn eth0" in text
+    assert "\n    ✓ steps[4].capture.during[0].capture.during[0] check from server" in text
 
 
 def test_the_terminal_shows_the_capture_its_steps_and_the_tunnels_facts(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -230,8 +242,13 @@ def test_the_terminal_shows_the_capture_its_steps_and_the_tunnels_facts(monkeypa
     assert f"✓ steps[1] capture router wan0 (6 packet(s), {pcap_file})" in text
     assert "  ✓ steps[1].capture.during[0] check from server: bob/wireguard up" in text
     assert "  ✓ steps[1].capture.during[1] wait 3 s" in text
-    assert "  bob/wireguard in the capture: UDP 51820 (wireguard) both ways: 1 packet(s) out, 1 in" in text
+    assert "  bob/wireguard in the capture:\n    UDP 51820 (wireguard) both ways: 1 packet(s) out, 1 in\n" in text
     failed = StepResult(0, "capture", 1.0, detail={"node": "vpn", "interface": "eth0"}, error="the capture failed: x")
     console = Console(record=True, width=300)
     console.print(step_line(failed))
     assert console.export_text().strip() == "✗ steps[0] capture vpn eth0 (no pcap): the capture failed: x (1.00 s)"
+    quiet = StepResult(0, "capture", 1.0, detail={"node": "vpn", "interface": "lo", "pcap": "x.pcap", "packets": 0,
+                                                  "evidence": {"facts": ["no packets captured"], "tunnels": {}}})
+    console = Console(record=True, width=300)
+    console.print(step_line(quiet))
+    assert console.export_text() == "✓ steps[0] capture vpn lo (0 packet(s), x.pcap) (1.00 s)\n  the capture:\n    no packets captured\n"
