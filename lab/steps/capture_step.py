@@ -43,8 +43,14 @@ TIMED_OUT = 124  # timeout's exit when the bound passed: the capture is kept, th
 
 
 def capture_bound(during: list[Step]) -> int:
-    """Seconds after which tcpdump ends by itself, should nobody stop it: beyond the steps' time."""
-    return int(sum(s.wait or 0 for s in during) + STEP_ALLOWANCE * sum(1 for s in during if s.wait is None) + 60)
+    """Seconds after which tcpdump ends by itself, should nobody stop it: beyond the steps' time
+    (a wait's seconds, an inner capture's own bound, STEP_ALLOWANCE for any other step)."""
+    def bound(step: Step) -> float:
+        if step.capture:
+            return capture_bound(step.capture.during)
+        return step.wait if step.wait is not None else STEP_ALLOWANCE
+
+    return int(sum(bound(s) for s in during) + 60)
 
 
 def pcap_path(directory: Path, lab: str, where: str, node: str, interface: str) -> Path:

@@ -62,6 +62,8 @@ def test_a_capture_holds_its_steps_and_their_tunnels_count_as_named() -> None:
 def test_capture_bound_outlasts_the_steps_inside() -> None:
     during = [Step.model_validate({"wait": 20}), Step.model_validate({"flush": "conntrack"})]
     assert capture_bound(during) == 20 + 600 + 60
+    inner = Step.model_validate({"capture": {"node": "vpn", "during": [{"wait": 3600}]}})
+    assert capture_bound([inner]) == (3600 + 60) + 60  # an inner capture's long wait outlasts no outer bound
 
 
 @pytest.mark.parametrize(("node", "role", "interface", "crossed"), [
