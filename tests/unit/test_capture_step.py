@@ -221,7 +221,7 @@ def test_a_capture_inside_a_capture_records_both_ends_at_once(monkeypatch: pytes
     both = Step.model_validate({"capture": {"node": "router", "interface": "lan0", "during": [
         {"capture": {"node": "vpn", "during": [{"check": {"expect": {"bob/wireguard": "up"}, "from": "server"}}]}}]}})
     outer = runner.step(4, both)
-    assert events == ["start router lan0 660", "start vpn None 660", "stop", "stop"]
+    assert events == ["start router lan0 720", "start vpn None 660", "stop", "stop"]
     [inner] = outer.during
     assert outer.passed and inner.passed and inner.detail["interface"] == "eth0"  # a server's default: its link
     assert Path(outer.detail["pcap"]).name == "t-steps4-router-lan0.pcap"
