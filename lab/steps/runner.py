@@ -135,7 +135,11 @@ class StepRunner:
     def _capture(self, index: int, step: Step, where: str) -> StepResult:
         spec = step.capture
         assert spec is not None
-        listening = start_capture(self.lab, spec.node, spec.interface, capture_bound(spec.during))
+        try:
+            listening = start_capture(self.lab, spec.node, spec.interface, capture_bound(spec.during))
+        except Exception as exc:  # noqa: BLE001 - no capture, and none of its steps run
+            return StepResult(index, "capture", 0.0, detail={"node": spec.node, "interface": spec.interface},
+                              error=f"the capture failed: {named(exc)}")
         detail = {"node": spec.node, "interface": listening.interface}
         during: list[StepResult] = []
         try:  # the steps' results are kept whatever the capture does next

@@ -216,6 +216,19 @@ def test_a_failed_capture_fails_its_step_and_keeps_its_steps_results(monkeypatch
     assert "pcap" not in captured.to_dict() and not (tmp_path / "pcaps").exists()
 
 
+def test_a_capture_that_cannot_start_runs_none_of_its_steps(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    runner, events = capture_runner(monkeypatch, tmp_path)
+
+    def refused(lab: object, node: str, interface: str | None, bound: int) -> None:
+        raise CaptureError("node 'router' of lab 't' has no interface 'eth9' (it has: lan0, lo, wan0, any)")
+
+    monkeypatch.setattr(runner_module, "start_capture", refused)
+    step = Step.model_validate({"capture": {"node": "router", "interface": "eth9", "during": [{"wait": 1}]}})
+    result = runner.step(3, step)
+    assert not result.passed and result.during == [] and events == []
+    assert result.to_dict()["interface"] == "eth9" and "has no interface 'eth9'" in (result.error or "")
+
+
 def test_a_capture_inside_a_capture_records_both_ends_at_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     runner, events = capture_runner(monkeypatch, tmp_path)
     both = Step.model_validate({"capture": {"node": "router", "interface": "lan0", "during": [
