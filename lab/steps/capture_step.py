@@ -39,7 +39,7 @@ READY_SECONDS = 20.0  # for tcpdump to open the interface
 STOP_SECONDS = 30.0  # for tcpdump to flush and end once told to
 SHORT_EXEC = 30.0
 STEP_ALLOWANCE = 600  # seconds a step other than a wait may take, in the capture's safety bound
-TIMED_OUT = 124  # timeout's exit when the bound passed: the capture is kept, the step fails
+TIMED_OUT = 124  # timeout's exit when the bound passed before anyone stopped it: the step fails
 
 
 def capture_bound(during: list[Step]) -> int:
