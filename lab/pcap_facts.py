@@ -211,6 +211,23 @@ def tunnel_facts(data: bytes, protocols: list[str]) -> dict[str, list[str]]:
     return facts
 
 
+def gre_call_ids_from(data: bytes, source: str) -> dict[str, list[int]]:
+    """Destination -> the PPTP call IDs (distinct, first seen first) of the GRE packets from
+    ``source`` in the capture ``data``. A capture of both sides of a NAT (``-i any`` on the
+    router) holds a server's packets twice: to the router's WAN address, then to the client."""
+    linktype, frames = read_packets(data)
+    ids: dict[str, list[int]] = {}
+    for frame in frames:
+        packet = ip_of(linktype, frame)
+        if not isinstance(packet, dpkt.ip.IP) or packet.p != GRE or packet.offset:
+            continue
+        src, dst = addresses(packet)
+        call_id = gre_call_id(bytes(packet.data)) if src == source else None
+        if call_id is not None and call_id not in ids.setdefault(dst, []):
+            ids[dst].append(call_id)
+    return ids
+
+
 def esp_facts(seen: Observed) -> list[str]:
     if seen.esp_in_udp and not seen.esp_bare:
         return [f"ESP only inside UDP {NAT_T_PORT} ({seen.esp_in_udp} packet(s)), no bare ESP"]

@@ -138,3 +138,15 @@ def on_path(node: str, role: str, interface: str, client: str, server: str) -> b
 
 def role_of(lab: DockerLab, node: str) -> str:
     return str(lab.container(node).labels.get(LABEL_ROLE, ""))
+
+
+def call_id_fact(ids_by_destination: dict[str, list[int]], router_wan: str, client: str) -> str | None:
+    """Whether the router rewrote the PPTP call ID of the server's GRE towards ``client`` (its LAN
+    address): the IDs it arrived with at ``router_wan`` against those it left with; None unless
+    the capture holds both sides (``interface: any`` on the router)."""
+    wan, lan = ids_by_destination.get(router_wan, []), ids_by_destination.get(client, [])
+    if not wan or not lan:
+        return None
+    verdict = "the same on both sides: not rewritten" if sorted(wan) == sorted(lan) else "rewritten by the router"
+    return (f"GRE call ID from the server: {', '.join(f'0x{i:04x}' for i in wan)} to the router's {router_wan}, "
+            f"{', '.join(f'0x{i:04x}' for i in lan)} on to {client} ({verdict})")

@@ -23,12 +23,12 @@ from lab.check.explain import parse_result
 from lab.check.results import TunnelResult
 from lab.check.run import EVIDENCE_SECONDS, check_tunnel, errored, named
 from lab.check.scripts import parse_sections
-from lab.pcap_facts import pcap_facts, tunnel_facts
+from lab.pcap_facts import gre_call_ids_from, pcap_facts, tunnel_facts
 from lab.protocols import PROTOCOLS
 from lab.protocols.base import TunnelContext
 from lab.router.rules import plan_router, render_ruleset
 from lab.runtime.lab import DockerLab, parallel
-from lab.steps.capture_step import Listening, capture_bound, on_path, pcap_path, role_of, start_capture
+from lab.steps.capture_step import Listening, call_id_fact, capture_bound, on_path, pcap_path, role_of, start_capture
 from lab.steps.model import Step, named_tunnels, tunnel_index
 from lab.steps.probe import client_address_command, client_probe, probe_seconds, server_probe, tunnel_address
 from lab.steps.results import StepResult, Verdict, output_tail
@@ -157,11 +157,20 @@ class StepRunner:
             crossed = {v.tunnel: v.protocol for v in verdicts_in(during)
                        if on_path(spec.node, role, listening.interface, v.client, v.server)}
             facts = tunnel_facts(data, list(crossed.values()))
-            evidence = {"facts": pcap_facts(data), "tunnels": {name: facts[protocol] for name, protocol in crossed.items()}}
+            tunnels = {name: facts[protocol] + self._nat_facts(data, name, protocol) for name, protocol in crossed.items()}
+            evidence = {"facts": pcap_facts(data), "tunnels": tunnels}
         except Exception as exc:  # noqa: BLE001 - the capture failed; its steps' results stay
             return StepResult(index, "capture", 0.0, detail=detail, error=f"the capture failed: {named(exc)}", during=during)
         return StepResult(index, "capture", 0.0, during=during,
                           detail={**detail, "pcap": str(path), "packets": packets, "evidence": evidence})
+
+    def _nat_facts(self, data: bytes, name: str, protocol: str) -> list[str]:
+        """What a capture of both sides of the router shows the NAT did to a tunnel (PPTP's call ID)."""
+        if protocol != "pptp":
+            return []
+        ctx = self.plan.tunnels[tunnel_index(name, self.tunnels)]
+        fact = call_id_fact(gre_call_ids_from(data, str(ctx.server_wan)), str(self.plan.addresses.router_wan), str(ctx.client_lan))
+        return [fact] if fact else []
 
     def _check(self, index: int, step: Step) -> StepResult:
         spec = step.check

@@ -13,18 +13,19 @@ import pytest
 from rich.console import Console
 
 from lab.errors import CaptureError
-from lab.pcap_facts import pcap_facts, tunnel_facts
+from lab.pcap_facts import gre_call_ids_from, pcap_facts, tunnel_facts
 from lab.plan import plan_lab
 from lab.protocols.base import Environment
 from lab.report import print_result
 from lab.runtime.lab import ExecResult
 from lab.steps import capture_step
 from lab.steps import runner as runner_module
-from lab.steps.capture_step import LISTENING, STOP, capture_bound, on_path, start_capture
+from lab.steps.capture_step import LISTENING, STOP, call_id_fact, capture_bound, on_path, start_capture
 from lab.steps.model import Step, flattened, named_tunnels
 from lab.steps.results import StepResult, step_line
 from lab.steps.runner import StepRunner
-from tests.unit.test_pcap_facts import CLIENT, SERVER, gre_v1, ip, pcap, tcp, udp
+from lab.topology import parse_topology
+from tests.unit.test_pcap_facts import CLIENT, LINUX_SLL, SERVER, gre_v1, ip, pcap, tcp, udp
 from tests.unit.test_steps import Kernel, ScriptedLab, run_result, topology_with
 
 CAPTURE = """  - check: {expect: {alice/wireguard: up}}
@@ -267,3 +268,27 @@ def test_the_terminal_shows_the_capture_its_steps_and_the_tunnels_facts(monkeypa
     console = Console(record=True, width=300)
     console.print(step_line(quiet))
     assert console.export_text() == "✓ steps[0] capture vpn lo (0 packet(s), x.pcap) (1.00 s)\n  the capture:\n    no packets captured\n"
+
+
+# --- the PPTP call ID across the router (a capture of both its sides) ---------------
+
+
+def gre(src: str, dst: str, call_id: int) -> dpkt.ip.IP:
+    return ip(src, dst, dpkt.ip.IP_PROTO_GRE, gre_v1(call_id))
+
+
+def test_the_call_id_the_router_rewrote_is_told_from_both_sides_of_it(tmp_path: Path) -> None:
+    topology = parse_topology("name: t\nservers: [{name: vpn, protocols: [pptp]}]\nclients: [{name: alice}]\n"
+                              "tunnels: [{client: alice, server: vpn, protocol: pptp}]\n")
+    plan = plan_lab(topology, Environment())
+    server, client, router_wan = str(plan.addresses.servers["vpn"]), str(plan.addresses.clients["alice"]), str(plan.addresses.router_wan)
+    # -i any on the router: each GRE packet of the server's twice, to the router's WAN address, then on to the client
+    rewritten = pcap([gre(server, router_wan, 0x4001), gre(server, client, 0x0001), gre(server, router_wan, 0x4001)], LINUX_SLL)
+    assert gre_call_ids_from(rewritten, server) == {router_wan: [0x4001], client: [0x0001]}
+    runner = StepRunner(NamedLab([]), plan, Kernel(), captures=tmp_path)  # type: ignore[arg-type]
+    assert runner._nat_facts(rewritten, "alice/pptp", "pptp") == [
+        f"GRE call ID from the server: 0x4001 to the router's {router_wan}, 0x0001 on to {client} (rewritten by the router)"]
+    kept = pcap([gre(server, router_wan, 0x0001), gre(server, client, 0x0001), gre(client, server, 0x7)], LINUX_SLL)
+    assert runner._nat_facts(kept, "alice/pptp", "pptp")[0].endswith("(the same on both sides: not rewritten)")
+    assert call_id_fact(gre_call_ids_from(kept, server), router_wan, "192.168.100.99") is None  # one side only: nothing said
+    assert runner._nat_facts(kept, "alice/pptp", "wireguard") == []
