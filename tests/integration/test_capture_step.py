@@ -4,12 +4,15 @@ exactly as the capture holds them."""
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
+import tarfile
 import sys
 from pathlib import Path
 
-from lab.pcap_facts import pcap_facts, tunnel_facts
+from lab.pcap_facts import gre_call_ids_from, pcap_facts, tunnel_facts
+from lab.steps.capture_step import call_id_fact
 from tests.integration.test_cli import vpnlab
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -19,11 +22,9 @@ DOCKER = ("--runtime", "docker")
 
 
 def tcpdump_reads(client, lab: str, pcap: Path) -> str:
-    """``tcpdump -n -r`` of ``pcap`` in the lab's router (the host has no tcpdump; every lab image has)."""
+    """``tcpdump -n -r`` of ``pcap`` in the lab's router (the host has no tcpdump; every lab image
+    has), through ``client``: the engine the lab runs on."""
     [router] = client.containers.list(filters={"label": [f"vpnlab.lab={lab}", "vpnlab.node=router"]})
-    import io
-    import tarfile
-
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         tar.add(pcap, arcname="tmp/read-back.pcap")
@@ -75,7 +76,7 @@ def test_run_writes_the_wan_capture_next_to_the_json_with_its_facts(vpnlab_sessi
     assert down.returncode == 0, down.stdout + down.stderr
 
 
-def test_plugin_runs_a_capture_of_a_clients_link(vpnlab_factory, vpnlab_session, tmp_path: Path) -> None:
+def test_plugin_runs_a_capture_of_a_clients_link_and_the_routers_at_once(vpnlab_factory, tmp_path: Path) -> None:
     lab = vpnlab_factory({
         "name": "it-capture-step",
         "servers": [{"name": "vpn", "protocols": ["wireguard"]}],
@@ -84,7 +85,8 @@ def test_plugin_runs_a_capture_of_a_clients_link(vpnlab_factory, vpnlab_session,
         "steps": [
             {"check": {"expect": {"dave/wireguard": "up"}}},
             {"capture": {"node": "dave", "during": [
-                {"check": {"expect": {"dave/wireguard": "up"}, "from": "server"}},
+                {"capture": {"node": "router", "interface": "lan0", "during": [
+                    {"check": {"expect": {"dave/wireguard": "up"}, "from": "server"}}]}},
                 {"exec": {"node": "dave", "run": "ip -o link show eth0"}},
             ]}},
             {"capture": {"node": "dave", "interface": "eth9", "during": [{"wait": 1}]}},
@@ -92,14 +94,45 @@ def test_plugin_runs_a_capture_of_a_clients_link(vpnlab_factory, vpnlab_session,
     }, runtime="docker")
     started, captured, wrong = lab.run_steps(tmp_path / "pcaps")
     assert started.passed and captured.passed, captured.to_dict()
-    assert captured.detail["interface"] == "eth0"  # a client's default: its one lab link
-    pcap = Path(captured.detail["pcap"])
-    assert pcap.parent == tmp_path / "pcaps" and pcap.is_file()
-    printed = tcpdump_reads(vpnlab_session.client, "it-capture-step", pcap)
-    assert ".51820: UDP" in printed, printed[-2000:]
-    facts = captured.detail["evidence"]["tunnels"]["dave/wireguard"]
-    assert facts == tunnel_facts(pcap.read_bytes(), ["wireguard"])["wireguard"]
-    assert any(f.startswith("UDP 51820 (wireguard) both ways") for f in facts), facts
+    router, _ = captured.during
+    assert (captured.detail["interface"], router.detail["interface"]) == ("eth0", "lan0")  # a client's default: its link
+    for step, name in ((captured, "it-capture-step-steps1-dave-eth0.pcap"),
+                       (router, "it-capture-step-steps1-during0-router-lan0.pcap")):
+        pcap = Path(step.detail["pcap"])
+        assert pcap == tmp_path / "pcaps" / name and pcap.is_file()
+        printed = tcpdump_reads(lab.lab.client, "it-capture-step", pcap)
+        assert ".51820: UDP" in printed, printed[-2000:]
+        facts = step.detail["evidence"]["tunnels"]["dave/wireguard"]
+        assert facts == tunnel_facts(pcap.read_bytes(), ["wireguard"])["wireguard"]
+        assert any(f.startswith("UDP 51820 (wireguard) both ways") for f in facts), facts
     # an interface the node lacks: that step fails naming what is there, and runs nothing inside
     assert not wrong.passed and "has no interface 'eth9'" in (wrong.error or "") and "eth0" in (wrong.error or "")
     assert wrong.during == []
+
+
+def test_a_capture_of_both_sides_of_the_router_tells_the_pptp_call_id(vpnlab_factory, tmp_path: Path) -> None:
+    """PPTP (PPP: the UML guest on a host without ppp_generic) through the router's helper,
+    captured on every interface of the router: the call ID of the server's GRE on each side."""
+    lab = vpnlab_factory({
+        "name": "it-capture-pptp",
+        "router": {"nat": "masquerade", "helpers": ["pptp"]},
+        "servers": [{"name": "vpn", "protocols": ["pptp"]}],
+        "clients": [{"name": "alice"}],
+        "tunnels": [{"client": "alice", "server": "vpn", "protocol": "pptp"}],
+        "steps": [{"capture": {"node": "router", "interface": "any", "during": [
+            {"check": {"expect": {"alice/pptp": "up"}}},
+            {"check": {"expect": {"alice/pptp": "up"}, "from": "server"}}]}}],
+    })
+    [captured] = lab.run_steps(tmp_path)
+    assert captured.passed, captured.to_dict()
+    pcap = Path(captured.detail["pcap"])
+    printed = tcpdump_reads(lab.lab.client, "it-capture-pptp", pcap)
+    assert ".1723: Flags" in printed and "GREv1" in printed, printed[-2000:]
+    data = pcap.read_bytes()
+    facts = captured.detail["evidence"]["tunnels"]["alice/pptp"]
+    addresses = lab.plan.addresses
+    call_ids = gre_call_ids_from(data, str(addresses.servers["vpn"]))
+    told = call_id_fact(call_ids, str(addresses.router_wan), str(addresses.clients["alice"]))
+    assert told is not None and facts == tunnel_facts(data, ["pptp"])["pptp"] + [told], facts
+    assert any(f.startswith("TCP 1723 (pptp) both ways") for f in facts), facts
+    assert any(f.startswith("GRE call IDs seen: 0x") for f in facts), facts
