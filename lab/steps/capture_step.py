@@ -31,11 +31,14 @@ from lab.steps.model import Step
 
 # Positional parameters: an interface name never meets the shell's parser. exec keeps the pid
 # written ($$) that of timeout, which passes a TERM on to tcpdump; its exit 124: the bound passed.
-TCPDUMP_UNTIL_STOPPED = ('echo $$ > "$3.pid"; '
-                         'exec timeout -s TERM "$1" tcpdump -i "$2" -n -s 0 -U -Z root -w "$3" 2> "$3.log"')
+# --immediate-mode: without it the kernel hands packets over in blocks, retired after up to a
+# second, and a TERM soon after the last step's packets ends tcpdump before it has them.
+TCPDUMP_UNTIL_STOPPED = ('echo $$ > "$3.pid"; exec timeout -s TERM "$1" '
+                         'tcpdump -i "$2" -n -s 0 -U --immediate-mode -Z root -w "$3" 2> "$3.log"')
 STOP = 'kill -TERM "$(cat "$1.pid")"'
 LISTENING = 'grep -q "listening on" "$1.log"'
 READY_SECONDS = 20.0  # for tcpdump to open the interface
+SETTLE_SECONDS = 0.5  # after the steps, for packets still on their way and for tcpdump to write them
 STOP_SECONDS = 30.0  # for tcpdump to flush and end once told to
 SHORT_EXEC = 30.0
 STEP_ALLOWANCE = 600  # seconds a step other than a wait may take, in the capture's safety bound
@@ -76,6 +79,8 @@ class Listening:
         """The capture's bytes and tcpdump's packet count (None: it did not say); the node's files
         removed. CaptureError when tcpdump failed or ran past its bound."""
         try:
+            if not self.ran.done():
+                time.sleep(SETTLE_SECONDS)
             with suppress(VpnlabError, docker.errors.APIError):  # an ended tcpdump has nothing to stop
                 self.sh(STOP)
             ran = self.ran.result(timeout=STOP_SECONDS)
