@@ -130,6 +130,7 @@ def test_a_capture_of_both_sides_of_the_router_tells_the_pptp_call_id(vpnlab_fac
     assert ".1723: Flags" in printed and "GREv1" in printed, printed[-2000:]
     data = pcap.read_bytes()
     facts = captured.detail["evidence"]["tunnels"]["alice/pptp"]
+    print("\n".join(facts))  # with -s: what this kernel's helper did to the call ID
     addresses = lab.plan.addresses
     call_ids = gre_call_ids_from(data, str(addresses.servers["vpn"]))
     told = call_id_fact(call_ids, str(addresses.router_wan), str(addresses.clients["alice"]))
