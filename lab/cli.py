@@ -138,15 +138,18 @@ def check(name: str, json_file: Path | None, runtime: str) -> None:
 @click.argument("topology", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the result as JSON.")
 @click.option("--keep", is_flag=True, help="Leave the lab running afterwards.")
+@click.option("--captures", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder of the capture steps' pcaps (default: the --json file's, else the current one).")
 @runtime_option
 @friendly
-def run(topology: Path, json_file: Path | None, keep: bool, runtime: str) -> None:
+def run(topology: Path, json_file: Path | None, keep: bool, captures: Path | None, runtime: str) -> None:
     """Bring a lab up, check every tunnel, print the table, tear down."""
     from lab import orchestrate
     from lab.topology import load_topology
 
     model = load_topology(topology)
-    result = orchestrate.run(session(), model, source=str(topology), runtime=runtime, keep=keep)
+    captures = captures or (json_file.parent if json_file else None)
+    result = orchestrate.run(session(), model, source=str(topology), runtime=runtime, keep=keep, captures=captures)
     _finish(result, json_file)
 
 

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import docker
 from rich.console import Console
@@ -172,7 +173,9 @@ def _measured(nat: Future[NatBehaviour]) -> NatBehaviour:
         return NatBehaviour("unknown", "unknown", f"the probe failed: {named(exc)}")
 
 
-def run(session: Session, topology: Topology, *, source: str, runtime: str = "auto", keep: bool = False) -> RunResult:
+def run(session: Session, topology: Topology, *, source: str, runtime: str = "auto", keep: bool = False,
+        captures: Path | None = None) -> RunResult:
+    """``captures``: the folder of the capture steps' pcaps (default: the current one)."""
     timings: dict[str, float] = {}
     started = time.monotonic()
     lab = None
@@ -186,7 +189,7 @@ def run(session: Session, topology: Topology, *, source: str, runtime: str = "au
         timings["up"] = round(time.monotonic() - t0, 2)
         t0 = time.monotonic()
         if topology.steps:
-            results, nat, steps = check_with_steps(session, lab, plan)
+            results, nat, steps = check_with_steps(session, lab, plan, captures)
         else:
             (results, nat), steps = check_and_probe(session, lab, plan), None
         result = RunResult(topology.name, chosen.name, chosen.reason, chosen.kernel, results, nat=nat, steps=steps)
@@ -210,10 +213,11 @@ def run(session: Session, topology: Topology, *, source: str, runtime: str = "au
     return result
 
 
-def check_with_steps(session: Session, lab: DockerLab, plan: LabPlan) -> tuple[list[TunnelResult], NatBehaviour | None, list[StepResult]]:
+def check_with_steps(session: Session, lab: DockerLab, plan: LabPlan,
+                     captures: Path | None = None) -> tuple[list[TunnelResult], NatBehaviour | None, list[StepResult]]:
     """A topology with steps: the tunnels no check step names are checked first (as without
     steps, beside the NAT probe), then the steps run in order and start the others."""
-    runner = StepRunner(lab, plan, session.capabilities(), session.concurrency, say=session.say)
+    runner = StepRunner(lab, plan, session.capabilities(), session.concurrency, say=session.say, captures=captures)
     first = runner.unnamed_tunnels()
     results, nat = check_and_probe(session, lab, plan, only=first)
     runner.already_started(dict(zip(first, results)))

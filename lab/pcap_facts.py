@@ -165,19 +165,67 @@ def pcap_facts(data: bytes, flows: dict[tuple[int, int], list[str]] | None = Non
     flows = known_flows() if flows is None else flows
     seen = observe(data, flows)
     facts = [f"{seen.packets} packet(s) captured" if seen.packets else "no packets captured"]
-    for (proto, port), count in sorted(seen.flows.items(), key=lambda item: (item[0][1], item[0][0])):
-        name = f"{'TCP' if proto == dpkt.ip.IP_PROTO_TCP else 'UDP'} {port} ({', '.join(flows[(proto, port)])})"
-        if count.out and count.back:
-            facts.append(f"{name} both ways: {count.out} packet(s) out, {count.back} in")
-        elif count.out:
-            facts.append(f"{name} one way only: {count.out} packet(s) out, none back")
-        else:
-            facts.append(f"{name} one way only: {count.back} packet(s) in, none out")
+    facts += [flow_fact(key, count, flows) for key, count in sorted(seen.flows.items(), key=lambda item: (item[0][1], item[0][0]))]
     facts += esp_facts(seen) + gre_facts(seen)
     ipsec = seen.esp_bare or seen.esp_in_udp or any(port in (500, NAT_T_PORT) for _, port in seen.flows)
     if ipsec and (dpkt.ip.IP_PROTO_UDP, L2TP_PORT) not in seen.flows:
         facts.append(f"no bare UDP {L2TP_PORT}")
     return facts
+
+
+def flow_fact(key: tuple[int, int], count: FlowCount, flows: dict[tuple[int, int], list[str]]) -> str:
+    proto, port = key
+    name = f"{'TCP' if proto == dpkt.ip.IP_PROTO_TCP else 'UDP'} {port} ({', '.join(flows[key])})"
+    if count.out and count.back:
+        return f"{name} both ways: {count.out} packet(s) out, {count.back} in"
+    if count.out:
+        return f"{name} one way only: {count.out} packet(s) out, none back"
+    return f"{name} one way only: {count.back} packet(s) in, none out"
+
+
+def tunnel_facts(data: bytes, protocols: list[str]) -> dict[str, list[str]]:
+    """For each registered protocol named, the facts of the capture ``data`` about its own flows:
+    its ports (or that none of its packets are there), ESP for the IPsec ones, GRE for PPTP,
+    and for L2TP/IPsec whether L2TP (UDP 1701) showed outside ESP. PcapError: not a capture."""
+    from lab.protocols import PROTOCOLS
+
+    flows = known_flows()
+    seen = observe(data, flows)
+    facts: dict[str, list[str]] = {}
+    for name in dict.fromkeys(protocols):
+        kinds = {flow.proto for flow in PROTOCOLS[name].flows}
+        ports = [(IPPROTO_NAMES[f.proto], f.port) for f in PROTOCOLS[name].flows if f.proto in IPPROTO_NAMES and f.port]
+        mine = [flow_fact(key, seen.flows[key], flows) for key in ports if key in seen.flows]
+        if not mine:
+            labels = ", ".join(f"{'TCP' if proto == dpkt.ip.IP_PROTO_TCP else 'UDP'} {port}" for proto, port in ports)
+            mine = [f"no {labels} packets ({name})"] if labels else []
+        if "esp" in kinds:
+            mine += esp_facts(seen) or ["no ESP, bare or inside UDP 4500"]
+        if "gre" in kinds:
+            mine += gre_facts(seen) or ["no GRE (IP protocol 47)"]
+        if name == "l2tp-ipsec":  # its L2TP must travel inside ESP, never as bare UDP 1701
+            bare = seen.flows.get((dpkt.ip.IP_PROTO_UDP, L2TP_PORT))
+            mine.append(f"bare UDP {L2TP_PORT}: {bare.out + bare.back} packet(s), L2TP outside ESP" if bare
+                        else f"no bare UDP {L2TP_PORT}")
+        facts[name] = mine
+    return facts
+
+
+def gre_call_ids_from(data: bytes, source: str) -> dict[str, list[int]]:
+    """Destination -> the PPTP call IDs (distinct, first seen first) of the GRE packets from
+    ``source`` in the capture ``data``. A capture of both sides of a NAT (``-i any`` on the
+    router) holds a server's packets twice: to the router's WAN address, then to the client."""
+    linktype, frames = read_packets(data)
+    ids: dict[str, list[int]] = {}
+    for frame in frames:
+        packet = ip_of(linktype, frame)
+        if not isinstance(packet, dpkt.ip.IP) or packet.p != GRE or packet.offset:
+            continue
+        src, dst = addresses(packet)
+        call_id = gre_call_id(bytes(packet.data)) if src == source else None
+        if call_id is not None and call_id not in ids.setdefault(dst, []):
+            ids[dst].append(call_id)
+    return ids
 
 
 def esp_facts(seen: Observed) -> list[str]:

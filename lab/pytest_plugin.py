@@ -14,6 +14,7 @@ reason, or fail with ``--vpnlab-require-engine`` (CI uses that).
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -82,11 +83,12 @@ class RunningLab:
                 self._results[i] = result
         return [self._results[i] for i in indices]
 
-    def run_steps(self) -> list[StepResult]:
-        """The topology's ``steps:``, run in order (docs/scenarios.md); checked tunnels are re-probed, not restarted."""
+    def run_steps(self, captures: Path | None = None) -> list[StepResult]:
+        """The topology's ``steps:`` in order (docs/scenarios.md); capture steps' pcaps go into ``captures`` (default: a new temp folder)."""
         from lab.steps.runner import run_steps
 
-        return run_steps(self.lab, self.plan, self.session.capabilities(), self.session.concurrency, self._results)
+        captures = captures or Path(tempfile.mkdtemp(prefix=f"vpnlab-{self.name}-"))
+        return run_steps(self.lab, self.plan, self.session.capabilities(), self.session.concurrency, self._results, captures)
 
     def exec(self, node: str, command: str) -> ExecResult:
         return self.lab.exec(node, command)

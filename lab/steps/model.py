@@ -8,6 +8,7 @@ Each step is a one-key mapping::
     - exec: {node: router, run: "conntrack -L"}             # the user's own command, via sh -c
     - router: {block: [udp/1194]}                            # change the running router's rules
     - upstream: {passthrough: {ipsec: false}}                # the same, on the upstream router (double NAT)
+    - capture: {node: router, interface: wan0, during: [...]} # a pcap of that interface around those steps
 
 This module knows nothing about Docker. It does not import ``lab.topology.model`` (which
 imports it); the cross-checks that need the topology's tunnels and nodes take them as
@@ -16,13 +17,17 @@ arguments and are called from there.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator, model_validator
 
-KINDS = ("check", "wait", "flush", "exec", "router", "upstream")
+KINDS = ("check", "wait", "flush", "exec", "router", "upstream", "capture")
 TUNNEL_NAME_RULE = "CLIENT/PROTOCOL, or CLIENT/SERVER/PROTOCOL where the client has that protocol to several servers"
 MAX_WAIT = 3600
+# A Linux interface name (IFNAMSIZ: at most 15 bytes; no '/', ':' or blank), or tcpdump's "any";
+# whether the node has it is asked when the step runs, as ``vpnlab capture`` does.
+INTERFACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}")  # always fullmatch
 
 
 class _Strict(BaseModel):
@@ -54,6 +59,20 @@ class ExecSpec(_Strict):
         return value
 
 
+class CaptureSpec(_Strict):
+    node: StrictStr
+    # default as ``vpnlab capture``'s: the router's WAN side, a client's or server's eth0
+    interface: StrictStr | None = None
+    during: list[Step] = Field(min_length=1)  # a capture among them records at the same time (another node)
+
+    @field_validator("interface")
+    @classmethod
+    def interface_name(cls, value: str | None) -> str | None:
+        if value is not None and not INTERFACE_RE.fullmatch(value):
+            raise ValueError(f"'{value}' is not an interface name (letters, digits, '_', '.' and '-', at most 15 characters)")
+        return value
+
+
 class Step(_Strict):
     check: CheckSpec | None = None
     wait: float | None = Field(default=None, gt=0, le=MAX_WAIT, strict=True)
@@ -63,6 +82,7 @@ class Step(_Strict):
     # topology's Router model, beside the other cross-checks of step_problems)
     router: dict[StrictStr, Any] | None = Field(default=None, min_length=1)
     upstream: dict[StrictStr, Any] | None = Field(default=None, min_length=1)  # the same, for upstream:
+    capture: CaptureSpec | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -77,6 +97,14 @@ class Step(_Strict):
     @property
     def kind(self) -> str:
         return next(kind for kind in KINDS if getattr(self, kind) is not None)
+
+
+CaptureSpec.model_rebuild()  # its ``during`` holds Steps
+
+
+def flattened(steps: list[Step]) -> list[Step]:
+    """The steps in the order they run: a capture's ``during`` steps in its place."""
+    return [inner for step in steps for inner in ([step, *flattened(step.capture.during)] if step.capture else [step])]
 
 
 def tunnel_index(name: str, tunnels: list[Any]) -> int:
@@ -106,39 +134,45 @@ def tunnel_label(index: int, tunnels: list[Any]) -> str:
 
 
 def step_problems(steps: Any, tunnels: list[Any], nodes: list[str], router: Any = None,
-                  upstream: Any = None) -> list[tuple[tuple[Any, ...], str]]:
+                  upstream: Any = None, within: tuple[Any, ...] = ()) -> list[tuple[tuple[Any, ...], str]]:
     """(location under ``steps``, message) for each step naming a tunnel or a node the topology
     lacks, or changing the router (``router``: the topology's, when valid) or the upstream
     router (``upstream``: the topology's; None when it has none, False when it is invalid) in a
-    way its model refuses. Reads the raw ``steps`` (whatever their shape) so that these are
-    reported beside the shape's problems."""
+    way its model refuses, a capture's ``during`` steps included (``within``: the location of
+    that list). Reads the raw ``steps`` (whatever their shape) so that these are reported
+    beside the shape's problems."""
     from lab.steps.router_change import router_step_problems  # it imports lab.topology.model, which imports this
 
     problems: list[tuple[tuple[Any, ...], str]] = []
     for i, step in enumerate(steps if isinstance(steps, list) else []):
+        at = (*within, i)
         check = step.get("check") if isinstance(step, dict) else None
         expect = check.get("expect") if isinstance(check, dict) else None
         for name in expect if isinstance(expect, dict) else []:
             try:
                 tunnel_index(str(name), tunnels)
             except ValueError as exc:
-                problems.append(((i, "check", "expect", name), str(exc)))
-        run = step.get("exec") if isinstance(step, dict) else None
-        node = run.get("node") if isinstance(run, dict) else None
-        if isinstance(node, str) and node not in nodes:
-            problems.append(((i, "exec", "node"), f"no node '{node}' (nodes: {', '.join(nodes)})"))
+                problems.append(((*at, "check", "expect", name), str(exc)))
+        for kind in ("exec", "capture"):
+            spec = step.get(kind) if isinstance(step, dict) else None
+            node = spec.get("node") if isinstance(spec, dict) else None
+            if isinstance(node, str) and node not in nodes:
+                problems.append(((*at, kind, "node"), f"no node '{node}' (nodes: {', '.join(nodes)})"))
         change = step.get("router") if isinstance(step, dict) else None
         if isinstance(change, dict):
-            problems += [((i, "router", *loc), message) for loc, message in router_step_problems(change, router)]
+            problems += [((*at, "router", *loc), message) for loc, message in router_step_problems(change, router)]
         change = step.get("upstream") if isinstance(step, dict) else None
         if isinstance(change, dict) and upstream is None:
-            problems.append(((i, "upstream"), "the topology has no upstream: router to change"))
+            problems.append(((*at, "upstream"), "the topology has no upstream: router to change"))
         elif isinstance(change, dict):
-            problems += [((i, "upstream", *loc), message) for loc, message in router_step_problems(change, upstream)]
+            problems += [((*at, "upstream", *loc), message) for loc, message in router_step_problems(change, upstream)]
+        capture = step.get("capture") if isinstance(step, dict) else None
+        if isinstance(capture, dict):
+            problems += step_problems(capture.get("during"), tunnels, nodes, router, upstream, (*at, "capture", "during"))
     return problems
 
 
 def named_tunnels(steps: list[Step], tunnels: list[Any]) -> list[int]:
     """Indices of the tunnels some check step names, in the order first named."""
-    named = [tunnel_index(name, tunnels) for step in steps if step.check for name in step.check.expect]
+    named = [tunnel_index(name, tunnels) for step in flattened(steps) if step.check for name in step.check.expect]
     return list(dict.fromkeys(named))

@@ -37,13 +37,16 @@ class Verdict:
 @dataclass
 class StepResult:
     index: int  # the step's place in the topology's steps (steps[INDEX] in errors)
-    kind: str  # check, wait, flush, exec or router
+    kind: str  # check, wait, flush, exec, router or capture
     seconds: float
     verdicts: list[Verdict] = field(default_factory=list)  # a check's, in the order it names them
     # wait: seconds; flush, exec: node, exit code, output; router: those, what changed and the
-    # evidence (the router's rules before and after, its conntrack entry count before and after)
+    # evidence (the router's rules before and after, its conntrack entry count before and after);
+    # capture: node, interface, the pcap's host path, tcpdump's packet count, evidence (the
+    # capture's facts, and each checked tunnel's whose packets cross the interface)
     detail: dict[str, Any] = field(default_factory=dict)
     error: str | None = None  # the step could not be done (an engine error, a command past its time)
+    during: list[StepResult] = field(default_factory=list)  # a capture's steps, its index theirs in ``during``
 
     @property
     def passed(self) -> bool:
@@ -51,12 +54,15 @@ class StepResult:
             return False
         if self.kind in ("flush", "exec", "router", "upstream"):
             return self.detail.get("exit_code") == 0
+        if self.kind == "capture":
+            return all(s.passed for s in self.during)
         return all(v.passed for v in self.verdicts)
 
     def to_dict(self) -> dict[str, Any]:
         verdicts = {"verdicts": [v.to_dict() for v in self.verdicts]} if self.kind == "check" else {}
+        during = {"during": [s.to_dict() for s in self.during]} if self.kind == "capture" else {}
         error = {"error": self.error} if self.error is not None else {}
-        return {"index": self.index, "kind": self.kind, **self.detail, **verdicts, **error,
+        return {"index": self.index, "kind": self.kind, **self.detail, **verdicts, **during, **error,
                 "seconds": self.seconds, "passed": self.passed}
 
 
@@ -64,10 +70,13 @@ def output_tail(text: str) -> list[str]:
     return text.rstrip().splitlines()[-OUTPUT_LINES:]
 
 
-def step_line(step: StepResult) -> str:
-    """One line of Rich markup: the step, pass or fail, what it found."""
+def step_line(step: StepResult, where: str = "steps") -> str:
+    """One line of Rich markup: the step, pass or fail, what it found (``where``: the list it is
+    in). A capture's: its line, its steps' lines indented, then what the capture shows."""
     mark = "[green]✓[/green]" if step.passed else "[red]✗[/red]"
-    head = f"{mark} steps[{step.index}] {step.kind}"
+    head = f"{mark} {where}[{step.index}] {step.kind}"
+    if step.kind == "capture":
+        return _capture_lines(step, head, f"{where}[{step.index}].capture.during")
     if step.error is not None:
         return f"{head}: [red]{shown(step.error)}[/red] ({step.seconds:.2f} s)"
     if step.kind == "check":
@@ -83,6 +92,22 @@ def step_line(step: StepResult) -> str:
     last = step.detail["output"][-1] if step.detail.get("output") else ""
     tail = f": {shown(last)}" if last else ""
     return f"{head} {what} {where}, exit {step.detail['exit_code']}{tail} ({step.seconds:.2f} s)"
+
+
+def _capture_lines(step: StepResult, head: str, inner: str) -> str:
+    detail = step.detail
+    packets = "" if detail.get("packets") is None else f"{detail['packets']} packet(s), "
+    where = f"{shown(detail.get('node', '?'))} {shown(detail.get('interface') or 'default')}"
+    saved = f"{packets}{shown(detail['pcap'])}" if detail.get("pcap") else "no pcap"
+    failed = f": [red]{shown(step.error)}[/red]" if step.error is not None else ""
+    lines = [f"{head} {where} ({saved}){failed} ({step.seconds:.2f} s)"]
+    lines += ["  " + line for s in step.during for line in step_line(s, inner).splitlines()]
+    evidence = detail.get("evidence", {})
+    tunnels = evidence.get("tunnels") or {}
+    shows = tunnels or ({"the capture": evidence["facts"]} if evidence.get("facts") else {})
+    for name, facts in shows.items():  # one fact a line, as vpnlab capture prints them
+        lines += [f"  {shown(name)} in the capture:" if tunnels else "  the capture:", *(f"    {shown(f)}" for f in facts)]
+    return "\n".join(lines)
 
 
 def _applied(step: StepResult) -> str:

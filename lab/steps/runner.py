@@ -7,13 +7,16 @@ moment. A wait sends nothing. A flush empties the router's conntrack table. An e
 the user's command with ``sh -c`` in its node. A router step (an upstream step: the same for
 a double NAT's upstream router) re-renders the router's rules
 from its section changed by the step (lab.steps.router_change) and loads them; later router
-steps change the section as the earlier ones left it.
+steps change the section as the earlier ones left it. A capture runs tcpdump on a node's
+interface around its own steps (lab.steps.capture_step), writes the pcap into ``captures``
+on the host and keeps its facts as evidence, per tunnel for the tunnels its checks named.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lab.check.evidence import RuleHit, conntrack_lines, drops_for, flow_entries, router_evidence_command, rule_hits
@@ -22,10 +25,12 @@ from lab.check.results import TunnelResult
 from lab.check.run import EVIDENCE_SECONDS, check_tunnel, errored, named
 from lab.check.scripts import parse_sections
 from lab.check.upstream import upstream_evidence
+from lab.pcap_facts import gre_call_ids_from, pcap_facts, tunnel_facts
 from lab.protocols import PROTOCOLS
 from lab.protocols.base import TunnelContext
 from lab.router.rules import RouterPlan, plan_router, plan_upstream, render_ruleset
 from lab.runtime.lab import DockerLab, parallel
+from lab.steps.capture_step import Listening, call_id_fact, capture_bound, on_path, pcap_path, role_of, start_capture
 from lab.steps.model import Step, named_tunnels, tunnel_index
 from lab.steps.probe import client_address_command, client_probe, probe_seconds, server_probe, tunnel_address
 from lab.steps.results import StepResult, Verdict, output_tail
@@ -44,8 +49,9 @@ class StepRunner:
     """Runs the steps of ``plan``'s topology on ``lab``; remembers which tunnels were started."""
 
     def __init__(self, lab: DockerLab, plan: LabPlan, capabilities: Capabilities, concurrency: int = 8,
-                 say: Callable[[str], None] = lambda _: None):
+                 say: Callable[[str], None] = lambda _: None, captures: Path | None = None):
         self.lab = lab
+        self.captures = captures or Path(".")  # where capture steps write their pcaps
         self.plan = plan
         self.skips = capabilities.skips(plan.topology)
         self.notes = capabilities.notes(plan.topology)
@@ -79,13 +85,13 @@ class StepRunner:
     def run(self) -> list[StepResult]:
         return [self.step(i, step) for i, step in enumerate(self.plan.topology.steps)]
 
-    def step(self, index: int, step: Step) -> StepResult:
-        self.say(f"steps[{index}] {step.kind}")
+    def step(self, index: int, step: Step, where: str = "steps") -> StepResult:
+        self.say(f"{where}[{index}] {step.kind}")
         started = time.monotonic()
         try:
             kinds = {"check": self._check, "wait": self._wait, "flush": self._flush, "exec": self._exec,
                      "router": self._router, "upstream": self._upstream}
-            result = kinds[step.kind](index, step)
+            result = self._capture(index, step, where) if step.capture else kinds[step.kind](index, step)
         except Exception as exc:  # noqa: BLE001 - this step failed; the next ones still run
             result = StepResult(index, step.kind, 0.0, error=f"the step failed: {named(exc)}")
         result.seconds = round(time.monotonic() - started, 2)
@@ -146,6 +152,46 @@ class StepRunner:
         }
         return StepResult(index, kind, 0.0, detail={"node": router, "changed": changed, "exit_code": run.exit_code,
                                                      "output": output_tail(run.output), "evidence": evidence})
+
+    def _capture(self, index: int, step: Step, where: str) -> StepResult:
+        spec = step.capture
+        assert spec is not None
+        try:
+            listening = start_capture(self.lab, spec.node, spec.interface, capture_bound(spec.during))
+        except Exception as exc:  # noqa: BLE001 - no capture, and none of its steps run
+            return StepResult(index, "capture", 0.0, detail={"node": spec.node, "interface": spec.interface},
+                              error=f"the capture failed: {named(exc)}")
+        detail = {"node": spec.node, "interface": listening.interface}
+        during: list[StepResult] = []
+        try:  # the steps' results are kept whatever the capture does next
+            during = [self.step(j, inner, f"{where}[{index}].capture.during") for j, inner in enumerate(spec.during)]
+        finally:  # tcpdump ends whatever happened (an interrupt too)
+            stopped = stopped_capture(listening)
+        try:
+            if isinstance(stopped, Exception):
+                raise stopped
+            data, packets = stopped
+            path = pcap_path(self.captures, self.lab.name, f"{where}[{index}]", spec.node, listening.interface)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            role = role_of(self.lab, spec.node)
+            crossed = {v.tunnel: v.protocol for v in verdicts_in(during)
+                       if on_path(spec.node, role, listening.interface, v.client, v.server)}
+            facts = tunnel_facts(data, list(crossed.values()))
+            tunnels = {name: facts[protocol] + self._nat_facts(data, name, protocol) for name, protocol in crossed.items()}
+            evidence = {"facts": pcap_facts(data), "tunnels": tunnels}
+        except Exception as exc:  # noqa: BLE001 - the capture failed; its steps' results stay
+            return StepResult(index, "capture", 0.0, detail=detail, error=f"the capture failed: {named(exc)}", during=during)
+        return StepResult(index, "capture", 0.0, during=during,
+                          detail={**detail, "pcap": str(path), "packets": packets, "evidence": evidence})
+
+    def _nat_facts(self, data: bytes, name: str, protocol: str) -> list[str]:
+        """What a capture of both sides of the router shows the NAT did to a tunnel (PPTP's call ID)."""
+        if protocol != "pptp":
+            return []
+        ctx = self.plan.tunnels[tunnel_index(name, self.tunnels)]
+        fact = call_id_fact(gre_call_ids_from(data, str(ctx.server_wan)), str(self.plan.addresses.router_wan), str(ctx.client_lan))
+        return [fact] if fact else []
 
     def _check(self, index: int, step: Step) -> StepResult:
         spec = step.check
@@ -232,14 +278,28 @@ class StepRunner:
 
 
 def run_steps(lab: DockerLab, plan: LabPlan, capabilities: Capabilities, concurrency: int,
-              checked: dict[int, TunnelResult]) -> list[StepResult]:
+              checked: dict[int, TunnelResult], captures: Path | None = None) -> list[StepResult]:
     """The steps on a lab whose tunnels in ``checked`` (by index) were checked already: those are
-    re-probed, not restarted; ``checked`` gains the tunnels the steps start."""
-    runner = StepRunner(lab, plan, capabilities, concurrency)
+    re-probed, not restarted; ``checked`` gains the tunnels the steps start; capture steps write
+    their pcaps into ``captures`` (default: the current folder)."""
+    runner = StepRunner(lab, plan, capabilities, concurrency, captures=captures)
     runner.already_started(checked)
     steps = runner.run()
     checked.update(runner.started)
     return steps
+
+
+def verdicts_in(results: list[StepResult]) -> list[Verdict]:
+    """The verdicts of these steps, a capture's inner steps' included, in the order given."""
+    return [v for r in results for v in [*r.verdicts, *verdicts_in(r.during)]]
+
+
+def stopped_capture(listening: Listening) -> tuple[bytes, int | None] | Exception:
+    """The capture's bytes and packet count, or why there are none."""
+    try:
+        return listening.stop()
+    except Exception as exc:  # noqa: BLE001 - the capture step's error
+        return exc
 
 
 def conntrack_words(ctx: TunnelContext, entries: list[str]) -> str:
