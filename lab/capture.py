@@ -32,7 +32,9 @@ ANY = "any"  # tcpdump's every-interface pseudo device
 EXEC_MARGIN, SHORT_EXEC = 30.0, 30.0
 # Positional parameters, not a formatted string: an interface name never meets the shell's parser.
 # timeout's SIGINT lets tcpdump flush and print its counts; its exit 124 means "the time was up".
-TCPDUMP = ('timeout -s INT "$1" tcpdump -i "$2" -n -s 0 -U -Z root -w "$3"; rc=$?; '
+# --immediate-mode: packets are handed over as they come, not when a buffer fills (without it a
+# capture ended soon after its last packets lost them: found by the capture step).
+TCPDUMP = ('timeout -s INT "$1" tcpdump -i "$2" -n -s 0 -U --immediate-mode -Z root -w "$3"; rc=$?; '
            '[ "$rc" = 124 ] && exit 0; exit "$rc"')
 CAPTURED = re.compile(r"(\d+) packets? captured")
 
