@@ -22,6 +22,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator, model_validator
 
+from lab.quoting import quoted  # not from lab.topology: that package imports this module
+
 KINDS = ("check", "wait", "flush", "exec", "router", "upstream", "capture")
 TUNNEL_NAME_RULE = "CLIENT/PROTOCOL, or CLIENT/SERVER/PROTOCOL where the client has that protocol to several servers"
 MAX_WAIT = 3600
@@ -63,13 +65,20 @@ class CaptureSpec(_Strict):
     node: StrictStr
     # default as ``vpnlab capture``'s: the router's WAN side, a client's or server's eth0
     interface: StrictStr | None = None
-    during: list[Step] = Field(min_length=1)  # a capture among them records at the same time (another node)
+    during: list[Step]  # a capture among them records at the same time (another node)
 
     @field_validator("interface")
     @classmethod
     def interface_name(cls, value: str | None) -> str | None:
         if value is not None and not INTERFACE_RE.fullmatch(value):
-            raise ValueError(f"'{value}' is not an interface name (letters, digits, '_', '.' and '-', at most 15 characters)")
+            raise ValueError(f"'{quoted(value)}' is not an interface name (letters, digits, '_', '.' and '-', at most 15 characters)")
+        return value
+
+    @field_validator("during")
+    @classmethod
+    def some_steps(cls, value: list[Step]) -> list[Step]:
+        if not value:
+            raise ValueError("a capture records around its steps: give during at least one step")
         return value
 
 

@@ -18,7 +18,7 @@ from pydantic import ValidationError, ValidationInfo, ValidatorFunctionWrapHandl
 from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 from lab.steps.model import Step, step_problems
 from lab.topology.links import LinkConditions, RouterLinks
-from lab.topology.quoting import quoted
+from lab.quoting import quoted
 
 NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,23}")  # always fullmatch: "$" would let a trailing newline through
 NAME_RULE = "lowercase letters, digits and '-', starting with a letter, at most 24 characters"

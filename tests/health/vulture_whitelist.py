@@ -11,7 +11,7 @@ assert_tunnel, assert_cell, lab_fixture, vpnlab_lab, vpnlab_factory, vpnlab_cell
 # pydantic: model config, fields read through model_dump/getattr, validators called by the model
 model_config, udp_timeout, udp_stream_timeout, tcp_timeout_established, gre_timeout, gre_stream_timeout  # noqa
 _.from_text, _.unique_helpers, _.private_lan, _.documentation_wan  # noqa
-_.one_command_line, _.one_key, _.protocol_options, _.steps_name_the_topology, _.interface_name  # noqa (scenario steps)
+_.one_command_line, _.one_key, _.protocol_options, _.steps_name_the_topology, _.interface_name, _.some_steps  # noqa (scenario steps)
 # read by Jinja2 templates (setup.sh.j2, rules.v4.j2) or through the dataclass in templates
 secondary, setup, _.setup, kernel_name, _.nat_comment, _.nat_options  # noqa
 # the router as a VPN client (lab.router.dialing): rules.v4.j2 reads local_helpers; pydantic calls the validator

@@ -33,3 +33,23 @@ def test_vulture_finds_no_dead_code() -> None:
 def test_module_is_short(module: Path) -> None:
     lines = len(module.read_text().splitlines())
     assert lines <= MAX_LINES, f"{module.relative_to(ROOT)} has {lines} lines: split it by what its parts do"
+
+
+def test_every_module_imports_on_its_own() -> None:
+    """A module imported first (by a plugin, a test, a user's script) must not meet an import
+    cycle that the usual order hides: each is imported into a clean set of lab modules."""
+    script = (
+        "import importlib, pkgutil, sys, lab\n"
+        "bad = []\n"
+        "names = [m.name for m in pkgutil.walk_packages(lab.__path__, 'lab.') if m.name != 'lab.__main__']\n"
+        "for name in names:\n"
+        "    for loaded in [m for m in sys.modules if m == 'lab' or m.startswith('lab.')]:\n"
+        "        del sys.modules[loaded]\n"
+        "    try:\n"
+        "        importlib.import_module(name)\n"
+        "    except ImportError as exc:\n"
+        "        bad.append(f'{name}: {exc}')\n"
+        "print('\\n'.join(bad))\n"
+    )
+    found = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert found.returncode == 0 and found.stdout.strip() == "", found.stdout + found.stderr
