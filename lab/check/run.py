@@ -128,7 +128,10 @@ def check_tunnel(lab: DockerLab, ctx: TunnelContext, router_node: str) -> Tunnel
     all_hits, during = attempt.hits(rule_hits(router.get("counters", "")))
     hits = drops_for(all_hits, proto.flows)
     when = DURING if during else SINCE_LOADED
-    beyond = upstream_evidence(lab, ctx, entries, upstream_attempt)  # None without an upstream router
+    try:  # None without an upstream router; the verdict stands whatever this read does
+        beyond, unread = upstream_evidence(lab, ctx, entries, upstream_attempt), []
+    except Exception as exc:  # noqa: BLE001 - evidence, not the verdict
+        beyond, unread = None, [f"the upstream router's evidence could not be read ({named(exc)})"]
     evidence = {
         "router_conntrack": entries,
         "router_drops": [f"{h.chain}: '{h.comment}' dropped {h.packets} packets {when}" for h in hits],
@@ -146,7 +149,7 @@ def check_tunnel(lab: DockerLab, ctx: TunnelContext, router_node: str) -> Tunnel
         router=RouterEvidence(tuple(ConntrackEntry.parse(line) for line in all_entries), tuple(all_hits)),
         router_dials=tunnel.client == router_node,
     )
-    facts = (beyond.facts(observed, ctx) if beyond else []) + proto.diagnose(seen) \
+    facts = (beyond.facts(observed, ctx) if beyond else unread) + proto.diagnose(seen) \
         + (return_route_facts(server, ctx) if observed != "up" else [])
     reason = explain(observed, detail, facts, entries, hits, proto.flows, ctx, when)
     seconds = millis / 1000 if millis is not None else elapsed

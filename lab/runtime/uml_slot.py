@@ -111,10 +111,14 @@ def write_file(path: Path, data: str | bytes, mode: int = 0o600) -> None:
         out.write(data.encode() if isinstance(data, str) else data)
 
 
-def read_text(path: Path) -> str:
-    """A file the guest writes (status, logs), read without following a symbolic link it may have planted."""
+def read_text(path: Path, limit: int = TAIL_BYTES) -> str:
+    """The last ``limit`` bytes of a file the guest writes or fills (status, logs, its console),
+    read without following a symbolic link it may have planted: the guest decides how large it is."""
     with os.fdopen(open_no_follow(path, os.O_RDONLY), "rb") as source:
-        return source.read().decode(errors="replace")
+        size = os.fstat(source.fileno()).st_size
+        if size > limit:
+            source.seek(size - limit)
+        return source.read(limit).decode(errors="replace")
 
 
 def read_beneath(guest_dir: Path, relative: str, limit: int = TAIL_BYTES) -> str:

@@ -119,10 +119,15 @@ def start_capture(lab: DockerLab, node: str, interface: str | None, bound: int) 
                       container=container, timeout=bound + STOP_SECONDS)
     listening = Listening(lab, node, container, interface, remote, ran, pool)
     deadline = time.monotonic() + READY_SECONDS
-    while not ran.done() and time.monotonic() < deadline:
-        if listening.sh(LISTENING).exit_code == 0:
-            return listening
-        time.sleep(0.2)
+    try:
+        while not ran.done() and time.monotonic() < deadline:
+            if listening.sh(LISTENING).exit_code == 0:
+                return listening
+            time.sleep(0.2)
+    except BaseException:  # an exec timed out, Ctrl-C: tcpdump must not run on to its bound
+        with suppress(Exception):
+            listening.stop()
+        raise
     try:
         listening.stop()
     except CaptureError as exc:  # tcpdump ended: what it said is the error
@@ -136,9 +141,9 @@ def on_path(node: str, role: str, interface: str, client: str, server: str) -> b
     any of a router's but its loopback, or the link (or every interface) of either end."""
     if interface == "lo":
         return False
-    if node in (client, server):
-        return interface in (NODE_LINK_IF, ANY)
-    return role == "router"
+    if role == "router":  # the router's own tunnel (client: router) leaves through wan0 too
+        return True
+    return node in (client, server) and interface in (NODE_LINK_IF, ANY)
 
 
 def role_of(lab: DockerLab, node: str) -> str:
@@ -150,7 +155,7 @@ def call_id_fact(ids_by_destination: dict[str, list[int]], router_wan: str, clie
     address): the IDs it arrived with at ``router_wan`` against those it left with; None unless
     the capture holds both sides (``interface: any`` on the router)."""
     wan, lan = ids_by_destination.get(router_wan, []), ids_by_destination.get(client, [])
-    if not wan or not lan:
+    if not wan or not lan or client == router_wan:  # the router's own call: one side, nothing to compare
         return None
     verdict = "the same on both sides: not rewritten" if sorted(wan) == sorted(lan) else "rewritten by the router"
     return (f"GRE call ID from the server: {', '.join(f'0x{i:04x}' for i in wan)} to the router's {router_wan}, "

@@ -76,6 +76,16 @@ def test_a_tunnels_packets_cross_the_router_and_its_own_ends_links(node: str, ro
     assert on_path(node, role, interface, "alice", "vpn") is crossed
 
 
+@pytest.mark.parametrize("interface", ["wan0", "lan0", "any"])
+def test_the_routers_own_tunnel_crosses_its_interfaces(interface: str) -> None:
+    assert on_path("router", "router", interface, "router", "vpn")  # client: router (it dials itself)
+
+
+def test_the_routers_own_call_is_one_side_and_no_rewrite_is_claimed() -> None:
+    # client: router: the router's WAN address is the call's end, so both "sides" are one list
+    assert call_id_fact({"203.0.113.1": [0x80]}, "203.0.113.1", "203.0.113.1") is None
+
+
 # --- tcpdump started and stopped in a scripted node ---------------------------
 
 

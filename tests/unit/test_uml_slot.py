@@ -252,3 +252,12 @@ def test_a_kernel_thread_with_its_right_start_time_is_never_taken_for_a_guest(tm
     slot = slot_in(tmp_path / "slot0")
     slot.pid_file.write_text(f"2 {process_start_time(2)}\n")
     assert slot.identify()[0] is None
+
+
+def test_a_log_the_guest_filled_is_read_from_its_end_only(tmp_path: Path) -> None:
+    from lab.runtime.uml_slot import TAIL_BYTES, read_text
+
+    console = tmp_path / "console.log"  # the guest's console: root in the guest decides its size
+    console.write_bytes(b"x" * (TAIL_BYTES * 4) + b"\nthe last line\n")
+    text = read_text(console)
+    assert len(text) == TAIL_BYTES and text.endswith("the last line\n")
