@@ -7,11 +7,10 @@ and are not part of this run.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
+
+from .scenario_run import run_topology
 
 REPO = Path(__file__).resolve().parent.parent.parent
 DOUBLE_NAT = REPO / "topologies" / "scenario-double-nat.yml"
@@ -23,13 +22,7 @@ def verdicts(step: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_double_nat_which_router_stops_which_protocol(vpnlab_session, tmp_path: Path) -> None:
-    out = tmp_path / "result.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "lab", "run", str(DOUBLE_NAT), "--runtime", "docker", "--json", str(out)],
-        capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
-    )
-    print(proc.stdout)  # the scenario's lines, shown with -s
-    data = json.loads(out.read_text())
+    proc, data = run_topology(DOUBLE_NAT, tmp_path / "result.json", "docker")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert data["passed"] is True and data["runtime"] == "docker"
 
@@ -93,13 +86,7 @@ DOUBLE_NAT_PPTP = REPO / "topologies" / "scenario-double-nat-pptp.yml"
 
 def test_double_nat_pptp_needs_the_helper_on_both_routers(vpnlab_session, tmp_path: Path) -> None:
     """PPP: the UML runtime here (auto picks it on a host kernel without PPP); minutes, not seconds."""
-    out = tmp_path / "result.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "lab", "run", str(DOUBLE_NAT_PPTP), "--runtime", "auto", "--json", str(out)],
-        capture_output=True, text=True, timeout=1200, stdin=subprocess.DEVNULL,
-    )
-    print(proc.stdout)
-    data = json.loads(out.read_text())
+    proc, data = run_topology(DOUBLE_NAT_PPTP, tmp_path / "result.json", "auto", timeout=1200)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert data["passed"] is True
     steps = data["steps"]

@@ -5,15 +5,14 @@ INPUT; a router step attaches the helper to local traffic too and the router's n
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from lab.runtime.uml import uml_available
+
+from .scenario_run import run_topology
 
 REPO = Path(__file__).resolve().parent.parent.parent
 SCENARIO = REPO / "topologies" / "scenario-router-client.yml"
@@ -25,13 +24,7 @@ OUTPUT_HELPER = "-A OUTPUT -o wan0 -p tcp -m tcp --dport 1723 -m comment --comme
 
 @pytest.mark.skipif(not UML_USABLE, reason=f"User-Mode Linux unavailable: {UML_WHY}")
 def test_the_routers_own_pptp_needs_the_helper_on_local_traffic(vpnlab_session, tmp_path: Path) -> None:
-    out = tmp_path / "result.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "lab", "run", str(SCENARIO), "--runtime", "uml", "--json", str(out)],
-        capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL,
-    )
-    print(proc.stdout)  # the scenario's lines, shown with -s
-    data = json.loads(out.read_text())
+    proc, data = run_topology(SCENARIO, tmp_path / "result.json", "uml", timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert data["passed"] is True and data["runtime"] == "uml"
     tunnels = {(t["client"], t["server"]): t for t in data["tunnels"]}

@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
+
+from .scenario_run import run_topology
 
 REPO = Path(__file__).resolve().parent.parent.parent
 NAT_TIMEOUT = REPO / "topologies" / "scenario-nat-timeout.yml"
 
 
 def test_nat_timeout_shorter_than_idle_breaks_the_way_in_until_the_client_speaks(vpnlab_session, tmp_path: Path) -> None:
-    out = tmp_path / "result.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "lab", "run", str(NAT_TIMEOUT), "--runtime", "docker", "--json", str(out)],
-        capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
-    )
-    print(proc.stdout)  # the scenario's lines, shown with -s
-    data = json.loads(out.read_text())
+    proc, data = run_topology(NAT_TIMEOUT, tmp_path / "result.json", "docker")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert data["passed"] is True and data["runtime"] == "docker"
     assert [(t["client"], t["observed"]) for t in data["tunnels"]] == [("silent", "up"), ("chatty", "up")]
@@ -102,13 +96,7 @@ def _sports(entries: list[str]) -> set[str]:
 
 
 def test_a_block_switched_on_while_the_tunnel_is_up_stops_it_at_once(vpnlab_session, tmp_path: Path) -> None:
-    out = tmp_path / "result.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "lab", "run", str(SWITCH_FLIP), "--runtime", "docker", "--json", str(out)],
-        capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
-    )
-    print(proc.stdout)  # the scenario's lines, shown with -s
-    data = json.loads(out.read_text())
+    proc, data = run_topology(SWITCH_FLIP, tmp_path / "result.json", "docker")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     steps = data["steps"]
     assert [s["kind"] for s in steps] == ["check", "router", "check", "router", "check"]
@@ -163,13 +151,7 @@ def _client_ports(entries: list[str]) -> set[str]:
 
 
 def test_a_conntrack_flush_cuts_the_way_in_until_each_client_speaks(vpnlab_session, tmp_path: Path) -> None:
-    out = tmp_path / "result.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "lab", "run", str(CONNTRACK_FLUSH), "--runtime", "docker", "--json", str(out)],
-        capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
-    )
-    print(proc.stdout)  # the scenario's lines, shown with -s
-    data = json.loads(out.read_text())
+    proc, data = run_topology(CONNTRACK_FLUSH, tmp_path / "result.json", "docker")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     steps = data["steps"]
     kinds = ["check", "exec", "wait", "flush", "wait", "check", "exec", "check", "check"]
@@ -225,13 +207,7 @@ PMTU_BLACKHOLE = REPO / "topologies" / "scenario-pmtu-blackhole.yml"
 def test_pmtu_black_hole_swallows_large_packets_until_frag_needed_passes(tmp_path: Path) -> None:
     """Scenario 3: small pings pass, large DF pings vanish while the router drops its own ICMP
     "fragmentation needed"; let through, the client learns the path MTU and large pings pass."""
-    out = tmp_path / "result.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "lab", "run", str(PMTU_BLACKHOLE), "--runtime", "docker", "--json", str(out)],
-        capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
-    )
-    print(proc.stdout)
-    data = json.loads(out.read_text())
+    proc, data = run_topology(PMTU_BLACKHOLE, tmp_path / "result.json", "docker")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     steps = data["steps"]
     assert [s["kind"] for s in steps] == ["check", "check", "exec", "exec", "router", "check", "exec"]
