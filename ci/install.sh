@@ -25,11 +25,14 @@ bash "$REPO/lab/setup/machine.sh" "${VENV_PACKAGES[@]}" "${CI_PACKAGES[@]}"
 # --- 3. Python virtual environment ------------------------------------------------
 VENV="$REPO/.venv"
 STAMP="$VENV/.vpnlab-install-stamp"
-if [ -x "$VENV/bin/python" ]; then
+# A venv counts only once its pip runs: an install stopped half-way (Ctrl-C, a killed CI job)
+# leaves a python without pip, which is made again rather than failing every later run.
+if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
     step "venv: $VENV exists"
 else
+    [ -e "$VENV" ] && step "venv: $VENV is incomplete (no pip), making it again"
     step "venv: creating $VENV"
-    python3 -m venv "$VENV"
+    python3 -m venv --clear "$VENV"
 fi
 
 # setup.py maps the top-level data folders (images/, topologies/, profiles/) into the package:
