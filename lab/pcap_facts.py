@@ -16,11 +16,16 @@ import io
 import socket
 import struct
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import dpkt
 
 from lab.errors import PcapError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lab.protocols.base import Flow
 
 IPPROTO_NAMES = {"tcp": dpkt.ip.IP_PROTO_TCP, "udp": dpkt.ip.IP_PROTO_UDP}
 ESP, GRE = dpkt.ip.IP_PROTO_ESP, dpkt.ip.IP_PROTO_GRE
@@ -183,18 +188,24 @@ def flow_fact(key: tuple[int, int], count: FlowCount, flows: dict[tuple[int, int
     return f"{name} one way only: {count.back} packet(s) in, none out"
 
 
-def tunnel_facts(data: bytes, protocols: list[str]) -> dict[str, list[str]]:
+def tunnel_facts(data: bytes, protocols: list[str], moved: Mapping[str, tuple[Flow, ...]] | None = None) -> dict[str, list[str]]:
     """For each registered protocol named, the facts of the capture ``data`` about its own flows:
     its ports (or that none of its packets are there), ESP for the IPsec ones, GRE for PPTP,
-    and for L2TP/IPsec whether L2TP (UDP 1701) showed outside ESP. PcapError: not a capture."""
+    and for L2TP/IPsec whether L2TP (UDP 1701) showed outside ESP. ``moved``: a protocol's
+    flows where a tunnel's options moved them (lab.protocols.ports). PcapError: not a capture."""
     from lab.protocols import PROTOCOLS
 
+    own = {name: (moved or {}).get(name, PROTOCOLS[name].flows) for name in dict.fromkeys(protocols)}
     flows = known_flows()
+    for name, theirs in own.items():
+        for f in theirs:
+            if f.proto in IPPROTO_NAMES and f.port and name not in flows.setdefault((IPPROTO_NAMES[f.proto], f.port), []):
+                flows[(IPPROTO_NAMES[f.proto], f.port)].append(name)
     seen = observe(data, flows)
     facts: dict[str, list[str]] = {}
-    for name in dict.fromkeys(protocols):
-        kinds = {flow.proto for flow in PROTOCOLS[name].flows}
-        ports = [(IPPROTO_NAMES[f.proto], f.port) for f in PROTOCOLS[name].flows if f.proto in IPPROTO_NAMES and f.port]
+    for name, theirs in own.items():
+        kinds = {flow.proto for flow in theirs}
+        ports = [(IPPROTO_NAMES[f.proto], f.port) for f in theirs if f.proto in IPPROTO_NAMES and f.port]
         mine = [flow_fact(key, seen.flows[key], flows) for key in ports if key in seen.flows]
         if not mine:
             labels = ", ".join(f"{'TCP' if proto == dpkt.ip.IP_PROTO_TCP else 'UDP'} {port}" for proto, port in ports)

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from lab.check.evidence import EVIDENCE_SECONDS, RuleHit, drops_for, rule_hits
-from lab.protocols import PROTOCOLS
 from lab.protocols.base import TunnelContext
+from lab.protocols.ports import flows_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from lab.runtime.lab import DockerLab
@@ -161,7 +161,7 @@ class _Watcher:
         for attempt in watched:
             if attempt.since is counts:
                 continue  # its baseline is this very reading
-            during = _since(drops_for(hits, PROTOCOLS[attempt.ctx.tunnel.protocol].flows), attempt.since)
+            during = _since(drops_for(hits, flows_of(attempt.ctx.tunnel)), attempt.since)
             if any(h.chain == "FORWARD" and h.packets >= MIN_DROPS for h in during):
                 self.tell(attempt.ctx)
                 told.append(attempt)

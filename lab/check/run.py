@@ -36,6 +36,7 @@ from lab.check.upstream import upstream_evidence
 from lab.topology.model import UPSTREAM_NODE
 from lab.protocols import PROTOCOLS
 from lab.protocols.base import TunnelContext
+from lab.protocols.ports import flows_of
 from lab.router.comments import INPUT_DROPS
 from lab.runtime.lab import DockerLab, parallel
 
@@ -123,10 +124,11 @@ def check_tunnel(lab: DockerLab, ctx: TunnelContext, router_node: str) -> Tunnel
     router = parse_sections(router_text)
     server = parse_sections(server_text)
     all_entries = conntrack_lines(router.get("conntrack", ""))
-    entries = flow_entries(all_entries, proto.flows)
+    flows = flows_of(tunnel)
+    entries = flow_entries(all_entries, flows)
     # counted from the attempt's start where the watcher read it: an earlier attempt's drops are not this one's
     all_hits, during = attempt.hits(rule_hits(router.get("counters", "")))
-    hits = drops_for(all_hits, proto.flows)
+    hits = drops_for(all_hits, flows)
     when = DURING if during else SINCE_LOADED
     try:  # None without an upstream router; the verdict stands whatever this read does
         beyond, unread = upstream_evidence(lab, ctx, entries, upstream_attempt), []
@@ -151,7 +153,7 @@ def check_tunnel(lab: DockerLab, ctx: TunnelContext, router_node: str) -> Tunnel
     )
     facts = (beyond.facts(observed, ctx) if beyond else unread) + proto.diagnose(seen) \
         + (return_route_facts(server, ctx) if observed != "up" else [])
-    reason = explain(observed, detail, facts, entries, hits, proto.flows, ctx, when)
+    reason = explain(observed, detail, facts, entries, hits, flows, ctx, when)
     seconds = millis / 1000 if millis is not None else elapsed
     return TunnelResult(
         tunnel.client, tunnel.server, tunnel.protocol, tunnel.expect, observed, reason, round(seconds, 2), evidence

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 from lab.check.explain import DURING, SINCE_LOADED
 from lab.check.evidence import EVIDENCE_SECONDS, ConntrackEntry, RuleHit, conntrack_lines, drops_for, flow_entries, router_evidence_command, rule_hits
 from lab.check.scripts import parse_sections
-from lab.protocols import PROTOCOLS
 from lab.protocols.base import TunnelContext
+from lab.protocols.ports import flows_of
 from lab.topology.model import UPSTREAM_NODE
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -44,7 +44,7 @@ class UpstreamEvidence:
             return [f"{node} conntrack holds {len(self.entries)} entr{'y' if len(self.entries) == 1 else 'ies'} for the flow"] \
                 if self.entries else []
         facts = [f"{node} rule '{h.comment}' ({h.chain}) dropped {h.packets} packets {self.when}" for h in self.hits]
-        labels = ", ".join(f.label for f in PROTOCOLS[ctx.tunnel.protocol].flows)
+        labels = ", ".join(f.label for f in flows_of(ctx.tunnel))
         between = f"{labels} from {self.source} to {ctx.server_wan}"
         if not self.entries and not self.hits:
             facts.append(f"no {node} conntrack entry for {between}")
@@ -102,7 +102,7 @@ def upstream_evidence(lab: DockerLab, ctx: TunnelContext, router_entries: list[s
     source = upstream_source(ctx)
     command = router_evidence_command(source, str(ctx.server_wan))
     sections = parse_sections(lab.exec(UPSTREAM_NODE, command, timeout=EVIDENCE_SECONDS).output)
-    flows = PROTOCOLS[ctx.tunnel.protocol].flows
+    flows = flows_of(ctx.tunnel)
     entries = flow_entries(conntrack_lines(sections.get("conntrack", "")), flows)
     if ctx.topology.router.masquerades:
         entries = own_entries(entries, router_entries)

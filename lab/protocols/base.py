@@ -225,6 +225,15 @@ class Protocol:
         check script's ``alive PIDFILE...`` tests pid files without starting a process."""
         return None
 
+    def tunnel_flows(self, options: dict[str, str | int | bool]) -> tuple[Flow, ...]:
+        """The flows of one tunnel with these (validated) ``options``: ``flows``, unless an
+        option moves them (OpenVPN's ``port``). Rules, drops and evidence all match these."""
+        return self.flows
+
+    def tunnel_listens(self, options: dict[str, str | int | bool]) -> tuple[Listen, ...]:
+        """The server's ports for a tunnel with these ``options``: ``listens`` unless moved."""
+        return self.listens
+
     def option_problems(self, options: dict[str, str | int | bool]) -> dict[str, str]:
         """What is wrong with a tunnel's ``options`` for this protocol, by option name
         (checked when the topology is read)."""

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from lab.kernel.needs import Alternative, Need
 from lab.protocols.base import CONF_DIR, RUN_DIR, Flow, Listen, NodeFile, Protocol, ServerContext, TunnelContext
-from lab.protocols.options import Options, mtu_problem, number_problem, refused
+from lab.protocols.options import Options, mtu_problem, number_problem
 from lab.render import render
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -26,12 +26,9 @@ FILES = f"{CONF_DIR}/openvpn"
 DEFAULT_KEEPALIVE = 2
 RESTART_FACTOR = 5
 KEEPALIVE_RANGE = (1, 3600)
-# Why 'port' is refused: the port is one of the protocol's facts (its flows and listens), not a
-# tunnel's, and everything that matches OpenVPN's traffic reads them (see option_problems).
-PORT_REFUSED = (
-    "not supported: OpenVPN runs on {flow} only; the router's passthrough and strict drops, "
-    "the port-clash check and the conntrack evidence all match that fixed port"
-)
+# A tunnel's 'options: {port: N}' moves its server's port (every tunnel to one server agrees:
+# lab.protocols.ports), e.g. TCP 443 through a network that lets only HTTPS out
+PORT_RANGE = (1, 65535)
 
 
 class OpenVpn(Protocol):
@@ -46,7 +43,7 @@ class OpenVpn(Protocol):
             transport=self.transport,
             iface=self.server_interface(),
             local=ctx.wan_address,
-            port=PORT,
+            port=self._server_port(ctx),
             keepalive=self._server_keepalive(ctx),
             default_keepalive=(DEFAULT_KEEPALIVE, RESTART_FACTOR * DEFAULT_KEEPALIVE),
             network=subnet.network_address,
@@ -71,7 +68,7 @@ class OpenVpn(Protocol):
             transport=self.transport,
             iface=self.client_interface(ctx),
             remote=ctx.server_wan,
-            port=PORT,
+            port=port_of(ctx.tunnel.options),
             keepalive=self._client_keepalive(ctx),
             mtu=ctx.tunnel.options.get("mtu"),
             server_name=server,
@@ -90,10 +87,20 @@ class OpenVpn(Protocol):
 
     def option_problems(self, options: Options) -> dict[str, str]:
         return {
-            **refused(options, "port", PORT_REFUSED.format(flow=f"{self.transport}/{PORT}")),
+            **number_problem(options, "port", f"the server's {self.transport.upper()} port", PORT_RANGE),
             **number_problem(options, "keepalive", "seconds between OpenVPN pings", KEEPALIVE_RANGE),
             **mtu_problem(options, "the client's tun-mtu"),
         }
+
+    def tunnel_flows(self, options: Options) -> tuple[Flow, ...]:
+        return (Flow(self.transport, port_of(options)),)
+
+    def tunnel_listens(self, options: Options) -> tuple[Listen, ...]:
+        return (Listen(self.transport, port_of(options)),)
+
+    def _server_port(self, ctx: ServerContext) -> int:
+        """The port of the server's daemon: its tunnels' (the topology's checks make them agree)."""
+        return next((port_of(t.options) for t in ctx.tunnels(self.name)), PORT)
 
     def _server_keepalive(self, ctx: ServerContext) -> tuple[int, int] | None:
         """(ping, ping-restart) of the server when a tunnel to it sets ``keepalive``, else None
@@ -143,6 +150,11 @@ class OpenVpn(Protocol):
             NodeFile(f"{FILES}/{peer}.key" if peer == "server" else f"{FILES}/client.key", key, 0o600),
             NodeFile(f"{FILES}/tls-crypt-{peer}.key", tls_crypt, 0o600),
         ]
+
+
+def port_of(options: Options) -> int:
+    """The server port a tunnel's options name (validated: a whole number), else 1194."""
+    return int(options.get("port", PORT))
 
 
 class OpenVpnUdp(OpenVpn):

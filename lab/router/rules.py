@@ -18,7 +18,7 @@ from lab.topology.addressing import AddressPlan
 from lab.topology.model import ICMP_TYPES, UPSTREAM_NODE, AllowRule, Router, Topology
 
 if TYPE_CHECKING:  # pragma: no cover
-    from lab.protocols.base import Protocol
+    from lab.protocols.base import Flow, Protocol
 
 ROUTER_NODE = "router"  # the node name (topologies reserve it)
 LAN_IF = "lan0"
@@ -89,7 +89,8 @@ class RouterPlan:
 
 
 def plan_router(topology: Topology, plan: AddressPlan) -> RouterPlan:
-    return plan_section(topology.router, str(plan.lan), ROUTER_NODE, dials=dials_out(topology))
+    return plan_section(topology.router, str(plan.lan), ROUTER_NODE, dials=dials_out(topology),
+                        moved=moved_flows(topology))
 
 
 def plan_upstream(topology: Topology, plan: AddressPlan) -> RouterPlan | None:
@@ -98,13 +99,23 @@ def plan_upstream(topology: Topology, plan: AddressPlan) -> RouterPlan | None:
     if topology.upstream is None or plan.middle is None:
         return None
     routed_lan = (str(plan.lan),) if topology.router.nat == "none" else ()
-    return plan_section(topology.upstream, str(plan.middle), UPSTREAM_NODE, routed_lan)
+    return plan_section(topology.upstream, str(plan.middle), UPSTREAM_NODE, routed_lan, moved=moved_flows(topology))
+
+
+def moved_flows(topology: Topology) -> tuple[Flow, ...]:
+    """The flows of the topology's tunnels that their options moved off the protocol's own
+    (OpenVPN on TCP 443): a strict router names them in its drops too."""
+    from lab.protocols import PROTOCOLS  # the protocols import lab.router.comments
+    from lab.protocols.ports import flows_of
+
+    return tuple(dict.fromkeys(f for t in topology.tunnels for f in flows_of(t) if f not in PROTOCOLS[t.protocol].flows))
 
 
 def plan_section(router: Router, lan: str, name: str, also_masquerades: tuple[str, ...] = (), *,
-                 dials: bool = False) -> RouterPlan:
+                 dials: bool = False, moved: tuple[Flow, ...] = ()) -> RouterPlan:
     """One router's plan from its section (``router:`` or ``upstream:``); ``lan``: its inside
-    segment; ``dials``: the router starts a tunnel itself (lab.router.dialing)."""
+    segment; ``dials``: the router starts a tunnel itself (lab.router.dialing); ``moved``: the
+    tunnels' flows off their protocol's ports (:func:`moved_flows`)."""
     drops: list[DropRule] = []
     for family, flows in passthrough_flows().items():
         if router.passthrough.get(family, True):
@@ -119,7 +130,7 @@ def plan_section(router: Router, lan: str, name: str, also_masquerades: tuple[st
         if icmp_type is not None:  # an ICMP error is mostly the router's own: its OUTPUT too
             output_drops.append(DropRule(comments.block_own(block.label), block.proto, icmp_type=icmp_type))
 
-    allowed_out, strict_drops = _strict(router.allow_out)
+    allowed_out, strict_drops = _strict(router.allow_out, moved)
 
     flows = [flow for helper in router.helpers for flow in HELPERS[helper].flows]
     sysctls = {"net.ipv4.ip_forward": "1"}
@@ -145,20 +156,20 @@ def plan_section(router: Router, lan: str, name: str, also_masquerades: tuple[st
     )
 
 
-def _strict(allow_out: list[AllowRule] | None) -> tuple[list[DropRule] | None, list[DropRule]]:
+def _strict(allow_out: list[AllowRule] | None, moved: tuple[Flow, ...]) -> tuple[list[DropRule] | None, list[DropRule]]:
     """The accepts of ``router.allow_out`` and the named drops of every known VPN flow they
-    leave out (the registry's flows, once each), so a down tunnel's reason can cite its own."""
+    leave out (the registry's flows and the tunnels' ``moved`` ones, once each), so a down
+    tunnel's reason can cite its own."""
     if allow_out is None:
         return None, []
     allowed = [DropRule(comments.strict_allowed(rule.label), rule.proto, rule.port_low, rule.port_high) for rule in allow_out]
     named: list[DropRule] = []
-    for protocol in _protocols():
-        for flow in protocol.flows:
-            if any(rule.covers(flow.proto, flow.port) for rule in allow_out):
-                continue
-            rule = DropRule(comments.strict_not_allowed(flow.label), flow.proto, flow.port, flow.port)
-            if rule not in named:
-                named.append(rule)
+    for flow in [f for protocol in _protocols() for f in protocol.flows] + list(moved):
+        if any(rule.covers(flow.proto, flow.port) for rule in allow_out):
+            continue
+        rule = DropRule(comments.strict_not_allowed(flow.label), flow.proto, flow.port, flow.port)
+        if rule not in named:
+            named.append(rule)
     return allowed, named
 
 

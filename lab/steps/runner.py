@@ -28,6 +28,7 @@ from lab.check.upstream import upstream_evidence
 from lab.pcap_facts import gre_call_ids_from, pcap_facts, tunnel_facts
 from lab.protocols import PROTOCOLS
 from lab.protocols.base import TunnelContext
+from lab.protocols.ports import flows_of
 from lab.router.rules import RouterPlan, plan_router, plan_upstream, render_ruleset
 from lab.runtime.lab import DockerLab, parallel
 from lab.steps.capture_step import Listening, call_id_fact, capture_bound, on_path, pcap_path, role_of, start_capture
@@ -177,21 +178,22 @@ class StepRunner:
             role = role_of(self.lab, spec.node)
             crossed = {v.tunnel: v.protocol for v in verdicts_in(during)
                        if on_path(spec.node, role, listening.interface, v.client, v.server)}
-            facts = tunnel_facts(data, list(crossed.values()))
-            tunnels = {name: facts[protocol] + self._nat_facts(data, name, protocol) for name, protocol in crossed.items()}
+            tunnels = {name: self._capture_facts(data, name, protocol) for name, protocol in crossed.items()}
             evidence = {"facts": pcap_facts(data), "tunnels": tunnels}
         except Exception as exc:  # noqa: BLE001 - the capture failed; its steps' results stay
             return StepResult(index, "capture", 0.0, detail=detail, error=f"the capture failed: {named(exc)}", during=during)
         return StepResult(index, "capture", 0.0, during=during,
                           detail={**detail, "pcap": str(path), "packets": packets, "evidence": evidence})
 
-    def _nat_facts(self, data: bytes, name: str, protocol: str) -> list[str]:
-        """What a capture of both sides of the router shows the NAT did to a tunnel (PPTP's call ID)."""
-        if protocol != "pptp":
-            return []
+    def _capture_facts(self, data: bytes, name: str, protocol: str) -> list[str]:
+        """A capture's facts about one tunnel's own flows (its ports, moved or not) and what a
+        capture of both sides of the router shows the NAT did to it (PPTP's call ID)."""
         ctx = self.plan.tunnels[tunnel_index(name, self.tunnels)]
+        facts = tunnel_facts(data, [protocol], {protocol: flows_of(ctx.tunnel)})[protocol]
+        if protocol != "pptp":
+            return facts
         fact = call_id_fact(gre_call_ids_from(data, str(ctx.server_wan)), str(self.plan.addresses.router_wan), str(ctx.client_lan))
-        return [fact] if fact else []
+        return facts + ([fact] if fact else [])
 
     def _check(self, index: int, step: Step) -> StepResult:
         spec = step.check
@@ -272,7 +274,7 @@ class StepRunner:
         that name them (counted since the router's rules were last loaded), now."""
         command = router_evidence_command(str(ctx.client_lan), str(ctx.server_wan))
         sections = parse_sections(self.lab.exec(self.plan.router.name, command, timeout=EVIDENCE_SECONDS).output)
-        flows = PROTOCOLS[ctx.tunnel.protocol].flows
+        flows = flows_of(ctx.tunnel)
         return (flow_entries(conntrack_lines(sections.get("conntrack", "")), flows),
                 drops_for(rule_hits(sections.get("counters", "")), flows))
 
@@ -304,7 +306,7 @@ def stopped_capture(listening: Listening) -> tuple[bytes, int | None] | Exceptio
 
 def conntrack_words(ctx: TunnelContext, entries: list[str]) -> str:
     """What the router's conntrack holds for the tunnel, in words."""
-    labels = ", ".join(f.label for f in PROTOCOLS[ctx.tunnel.protocol].flows)
+    labels = ", ".join(f.label for f in flows_of(ctx.tunnel))
     between = f"{labels} from {ctx.client_lan} to {ctx.server_wan}"
     if not entries:
         return f"no router conntrack entry for {between}"

@@ -123,32 +123,10 @@ def _names(items: list[Any]) -> list[str]:
     return [i["name"] for i in items if isinstance(i, dict) and isinstance(i.get("name"), str)]
 
 
-def port_clashes(protocols: list[str]) -> list[str]:
-    """Two protocols on one server that listen on the same port (unless one shared daemon,
-    such as charon for every IPsec protocol, serves both)."""
-    from lab.protocols import PROTOCOLS
-
-    clashes = []
-    for j, first in enumerate(protocols):
-        for second in protocols[j + 1:]:
-            ports = [
-                mine.label
-                for mine in PROTOCOLS[first].listens
-                for theirs in PROTOCOLS[second].listens
-                if (mine.proto, mine.port) == (theirs.proto, theirs.port)
-                and (mine.shared_by is None or mine.shared_by != theirs.shared_by)
-            ]
-            if ports:
-                clashes.append(
-                    f"'{first}' and '{second}' cannot share a server: both listen on "
-                    f"{' and '.join(dict.fromkeys(ports))} (use two servers)"
-                )
-    return clashes
-
-
 def cross_reference_problems(data: dict[str, Any]) -> list[Problem]:
     # Imported here: the protocol modules use the model, the model's checks use their names.
     from lab.protocols import PROTOCOLS
+    from lab.protocols.ports import port_clashes
     from lab.router.helpers import HELPERS
 
     problems: list[Problem] = []
@@ -192,7 +170,8 @@ def cross_reference_problems(data: dict[str, Any]) -> list[Problem]:
             elif proto in protocols[:j]:
                 problems.append(Problem(where, f"protocol '{proto}' is listed twice"))
         known = [p for p in dict.fromkeys(p for p in protocols if isinstance(p, str)) if p in PROTOCOLS]
-        problems += [Problem(f"servers[{i}].protocols", clash) for clash in port_clashes(known)]
+        clashes = port_clashes({p: PROTOCOLS[p].listens for p in known})
+        problems += [Problem(f"servers[{i}].protocols", clash) for clash in clashes]
         if isinstance(server.get("name"), str):
             served[server["name"]] = [p for p in protocols if isinstance(p, str)]
 

@@ -296,9 +296,22 @@ def test_the_call_id_the_router_rewrote_is_told_from_both_sides_of_it(tmp_path: 
     rewritten = pcap([gre(server, router_wan, 0x4001), gre(server, client, 0x0001), gre(server, router_wan, 0x4001)], LINUX_SLL)
     assert gre_call_ids_from(rewritten, server) == {router_wan: [0x4001], client: [0x0001]}
     runner = StepRunner(NamedLab([]), plan, Kernel(), captures=tmp_path)  # type: ignore[arg-type]
-    assert runner._nat_facts(rewritten, "alice/pptp", "pptp") == [
-        f"GRE call ID from the server: 0x4001 to the router's {router_wan}, 0x0001 on to {client} (rewritten by the router)"]
+    assert runner._capture_facts(rewritten, "alice/pptp", "pptp")[-1] == \
+        f"GRE call ID from the server: 0x4001 to the router's {router_wan}, 0x0001 on to {client} (rewritten by the router)"
     kept = pcap([gre(server, router_wan, 0x0001), gre(server, client, 0x0001), gre(client, server, 0x7)], LINUX_SLL)
-    assert runner._nat_facts(kept, "alice/pptp", "pptp")[0].endswith("(the same on both sides: not rewritten)")
+    assert runner._capture_facts(kept, "alice/pptp", "pptp")[-1].endswith("(the same on both sides: not rewritten)")
     assert call_id_fact(gre_call_ids_from(kept, server), router_wan, "192.168.100.99") is None  # one side only: nothing said
-    assert runner._nat_facts(kept, "alice/pptp", "wireguard") == []
+
+
+def test_a_tunnel_on_a_moved_port_is_told_by_that_port(tmp_path: Path) -> None:
+    topology = parse_topology("name: t\nservers: [{name: vpn, protocols: [openvpn-tcp]}]\nclients: [{name: alice}]\n"
+                              "tunnels: [{client: alice, server: vpn, protocol: openvpn-tcp, options: {port: 443}}]\n")
+    plan = plan_lab(topology, Environment())
+    server, client = str(plan.addresses.servers["vpn"]), str(plan.addresses.clients["alice"])
+    data = pcap([ip(client, server, dpkt.ip.IP_PROTO_TCP, dpkt.tcp.TCP(sport=40000, dport=443)),
+                 ip(server, client, dpkt.ip.IP_PROTO_TCP, dpkt.tcp.TCP(sport=443, dport=40000))], LINUX_SLL)
+    runner = StepRunner(NamedLab([]), plan, Kernel(), captures=tmp_path)  # type: ignore[arg-type]
+    assert runner._capture_facts(data, "alice/openvpn-tcp", "openvpn-tcp") == [
+        "TCP 443 (openvpn-tcp) both ways: 1 packet(s) out, 1 in"]
+    # the protocol's own port, as the registry has it, is not what this tunnel used
+    assert tunnel_facts(data, ["openvpn-tcp"])["openvpn-tcp"] == ["no TCP 1194 packets (openvpn-tcp)"]

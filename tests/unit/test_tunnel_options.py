@@ -13,8 +13,7 @@ TOPOLOGY = HERE / "topologies" / "valid" / "tunnel-options.yml"
 
 def files_of(node: str) -> dict[str, str]:
     topology = load_topology(TOPOLOGY)
-    planned = plan_lab(topology, secrets=FixedSecrets(topology.name)).node(node)
-    return {f.path: f.content for f in planned.files}
+    return files_of_plan(plan_lab(topology, secrets=FixedSecrets(topology.name)), node)
 
 
 def lines(text: str) -> list[str]:
@@ -55,3 +54,42 @@ def test_mtu_reaches_wireguard_and_ppp_after_their_defaults() -> None:
     assert pptp.index("mtu 1400") > pptp.index("file /etc/vpnlab/ppp/common.options")
     l2tp = lines(files_of("bob")["/etc/vpnlab/l2tp/vpn.options"])
     assert l2tp.index("mru 1280") > l2tp.index("file /etc/vpnlab/ppp/common.options")
+
+
+# --- OpenVPN's port: the server listens there, and everything that matches its traffic follows
+
+
+MOVED = """name: moved
+router: {profile: strict}
+servers: [{name: vpn, protocols: [openvpn-tcp, openvpn-udp]}]
+clients: [{name: alice}]
+tunnels:
+  - {client: alice, server: vpn, protocol: openvpn-tcp, options: {port: 443}}
+  - {client: alice, server: vpn, protocol: openvpn-udp, options: {port: 8443}}
+"""
+
+
+def test_a_moved_port_is_the_tunnels_flow_and_a_strict_router_names_it() -> None:
+    from lab.check.evidence import RuleHit, drops_for
+    from lab.protocols.ports import flows_of
+    from lab.topology import parse_topology
+
+    topology = parse_topology(MOVED)
+    plan = plan_lab(topology, secrets=FixedSecrets(topology.name))
+    tcp, udp = topology.tunnels
+    assert [f.label for f in flows_of(tcp)] == ["tcp/443"] and [f.label for f in flows_of(udp)] == ["udp/8443"]
+    # tcp/443 is allowed out; udp/8443 is not, and gets its own named drop beside the registry's
+    assert "tcp/443" not in " ".join(d.comment for d in plan.router.strict_drops)
+    named = [d for d in plan.router.strict_drops if d.port_low == 8443]
+    assert [(d.proto, d.comment) for d in named] == [("udp", "vpnlab: strict: not allowed out (udp/8443)")]
+    # that rule's hits are the tunnel's drops; udp/1194's are not
+    hits = [RuleHit("FORWARD", named[0].comment, 9), RuleHit("FORWARD", "vpnlab: strict: not allowed out (udp/1194)", 4)]
+    assert [h.packets for h in drops_for(hits, flows_of(udp))] == [9]
+    server = files_of_plan(plan, "vpn")
+    assert "port 443" in lines(server["/etc/vpnlab/openvpn/openvpn-tcp-server.conf"])
+    assert "port 8443" in lines(server["/etc/vpnlab/openvpn/openvpn-udp-server.conf"])
+    assert "remote 203.0.113.10 8443" in lines(files_of_plan(plan, "alice")["/etc/vpnlab/openvpn/openvpn-udp-vpn.conf"])
+
+
+def files_of_plan(plan: object, node: str) -> dict[str, str]:
+    return {f.path: f.content for f in plan.node(node).files}  # type: ignore[attr-defined]
