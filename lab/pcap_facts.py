@@ -116,12 +116,14 @@ def gre_call_id(payload: bytes) -> int | None:
     return struct.unpack_from(">H", payload, at + 2)[0] if len(payload) >= at + 4 else None
 
 
-def observe(data: bytes, flows: dict[tuple[int, int], list[str]]) -> Observed:
+def observe(data: bytes, flows: dict[tuple[int, int], list[str]], peer: str | None = None) -> Observed:
+    """What the capture holds of these flows (and of ESP and GRE); ``peer``: only the packets
+    to or from that address (one tunnel's server), else all of them."""
     linktype, frames = read_packets(data)
     seen = Observed(packets=len(frames))
     for frame in frames:
         packet = ip_of(linktype, frame)
-        if packet is None:
+        if packet is None or (peer is not None and peer not in addresses(packet)):
             continue
         proto = packet.p if isinstance(packet, dpkt.ip.IP) else packet.nxt
         if isinstance(packet, dpkt.ip.IP) and packet.offset:
@@ -188,11 +190,14 @@ def flow_fact(key: tuple[int, int], count: FlowCount, flows: dict[tuple[int, int
     return f"{name} one way only: {count.back} packet(s) in, none out"
 
 
-def tunnel_facts(data: bytes, protocols: list[str], moved: Mapping[str, tuple[Flow, ...]] | None = None) -> dict[str, list[str]]:
+def tunnel_facts(data: bytes, protocols: list[str], moved: Mapping[str, tuple[Flow, ...]] | None = None,
+                 peer: str | None = None) -> dict[str, list[str]]:
     """For each registered protocol named, the facts of the capture ``data`` about its own flows:
     its ports (or that none of its packets are there), ESP for the IPsec ones, GRE for PPTP,
     and for L2TP/IPsec whether L2TP (UDP 1701) showed outside ESP. ``moved``: a protocol's
-    flows where a tunnel's options moved them (lab.protocols.ports). PcapError: not a capture."""
+    flows where a tunnel's options moved them (lab.protocols.ports); ``peer``: only the packets
+    to or from that address (a tunnel's server: another server's tunnel of the same protocol
+    is not this one's). PcapError: not a capture."""
     from lab.protocols import PROTOCOLS
 
     own = {name: (moved or {}).get(name, PROTOCOLS[name].flows) for name in dict.fromkeys(protocols)}
@@ -201,7 +206,7 @@ def tunnel_facts(data: bytes, protocols: list[str], moved: Mapping[str, tuple[Fl
         for f in theirs:
             if f.proto in IPPROTO_NAMES and f.port and name not in flows.setdefault((IPPROTO_NAMES[f.proto], f.port), []):
                 flows[(IPPROTO_NAMES[f.proto], f.port)].append(name)
-    seen = observe(data, flows)
+    seen = observe(data, flows, peer)
     facts: dict[str, list[str]] = {}
     for name, theirs in own.items():
         kinds = {flow.proto for flow in theirs}

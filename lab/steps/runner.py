@@ -186,10 +186,10 @@ class StepRunner:
                           detail={**detail, "pcap": str(path), "packets": packets, "evidence": evidence})
 
     def _capture_facts(self, data: bytes, name: str, protocol: str) -> list[str]:
-        """A capture's facts about one tunnel's own flows (its ports, moved or not) and what a
-        capture of both sides of the router shows the NAT did to it (PPTP's call ID)."""
+        """A capture's facts about one tunnel's own flows (its ports, moved or not, to or from its
+        server) and what a capture of both sides of the router shows the NAT did to it (PPTP's call ID)."""
         ctx = self.plan.tunnels[tunnel_index(name, self.tunnels)]
-        facts = tunnel_facts(data, [protocol], {protocol: flows_of(ctx.tunnel)})[protocol]
+        facts = tunnel_facts(data, [protocol], {protocol: flows_of(ctx.tunnel)}, peer=str(ctx.server_wan))[protocol]
         if protocol != "pptp":
             return facts
         fact = call_id_fact(gre_call_ids_from(data, str(ctx.server_wan)), str(self.plan.addresses.router_wan), str(ctx.client_lan))

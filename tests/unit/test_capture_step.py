@@ -315,3 +315,21 @@ def test_a_tunnel_on_a_moved_port_is_told_by_that_port(tmp_path: Path) -> None:
         "TCP 443 (openvpn-tcp) both ways: 1 packet(s) out, 1 in"]
     # the protocol's own port, as the registry has it, is not what this tunnel used
     assert tunnel_facts(data, ["openvpn-tcp"])["openvpn-tcp"] == ["no TCP 1194 packets (openvpn-tcp)"]
+
+
+def test_each_tunnel_is_told_only_its_own_servers_packets(tmp_path: Path) -> None:
+    topology = parse_topology("name: t\nservers: [{name: one, protocols: [wireguard]}, {name: two, protocols: [wireguard]}]\n"
+                              "clients: [{name: alice}]\n"
+                              "tunnels: [{client: alice, server: one, protocol: wireguard}, {client: alice, server: two, protocol: wireguard}]\n")
+    plan = plan_lab(topology, Environment())
+    one, two, client = (str(plan.addresses.servers["one"]), str(plan.addresses.servers["two"]), str(plan.addresses.clients["alice"]))
+    wg = dpkt.udp.UDP(sport=40000, dport=51820, data=b"\x01" + bytes(40))
+    back = dpkt.udp.UDP(sport=51820, dport=40000, data=b"\x02" + bytes(40))
+    # the tunnel to 'one' answered; the one to 'two' only knocked, three times
+    data = pcap([ip(client, one, dpkt.ip.IP_PROTO_UDP, wg), ip(one, client, dpkt.ip.IP_PROTO_UDP, back),
+                 *[ip(client, two, dpkt.ip.IP_PROTO_UDP, wg)] * 3], LINUX_SLL)
+    runner = StepRunner(NamedLab([]), plan, Kernel(), captures=tmp_path)  # type: ignore[arg-type]
+    assert runner._capture_facts(data, "alice/one/wireguard", "wireguard") == [
+        "UDP 51820 (wireguard) both ways: 1 packet(s) out, 1 in"]
+    assert runner._capture_facts(data, "alice/two/wireguard", "wireguard") == [
+        "UDP 51820 (wireguard) one way only: 3 packet(s) out, none back"]
