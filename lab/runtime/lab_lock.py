@@ -5,7 +5,9 @@ name on one engine would otherwise remove each other's half-made containers. The
 state folder (``labs/<engine>/<name>.lock``, see lab.runtime.uml_slot.state_dir), made private and
 opened without following links like the guests' slot files. The kernel drops an flock when its
 process dies, even by SIGKILL, so a killed run never leaves a lock behind: only its containers,
-which the next holder removes. A lab kept by ``vpnlab up`` is guarded by its ``up`` owner label
+which the next holder removes (and an empty lock file, which the next holder reuses). A holder
+letting go removes its file and an emptied engine folder, so the folder does not grow with
+every lab name and guest ever used. A lab kept by ``vpnlab up`` is guarded by its ``up`` owner label
 once built (the lock is let go then); see DockerLab.prepare.
 """
 
@@ -24,6 +26,7 @@ import docker
 from lab.errors import VpnlabError
 from lab.runtime.uml_slot import open_no_follow, private_dir, state_dir
 
+RELOCK_TRIES = 5  # opens of a lock file another holder removed as it let go (each one a race lost)
 _held: dict[tuple[str, str], int] = {}  # (engine key, lab name) -> the flock'ed descriptor
 _held_guard = threading.Lock()
 _engine_keys: weakref.WeakKeyDictionary[docker.DockerClient, str] = weakref.WeakKeyDictionary()
@@ -105,13 +108,25 @@ def claim(client: docker.DockerClient, name: str) -> None:
         LabInUse: another process holds it (this one too, from another thread).
         StateUnusable / UnsafePath: the lock file cannot be made or is not a plain file of this user.
     """
-    path = lock_path(client, name)
     key = (engine_key(client), name)
     with _held_guard:
         if key in _held:
             raise LabInUse(name, f"this process is already using it (pid {os.getpid()})")
+        fd = _locked(name, client)
+        _held[key] = fd
+    _write_holder(fd)
+
+
+def _locked(name: str, client: docker.DockerClient) -> int:
+    """The flock'ed descriptor of the lab's lock file. A holder removes the file (and an empty
+    engine folder) as it lets go, so a file opened just before that is no longer the lock:
+    it is opened again until the locked file is the one the path names."""
+    for _ in range(RELOCK_TRIES):
+        path = lock_path(client, name)
         try:
             fd = open_no_follow(path, os.O_RDWR | os.O_CREAT)
+        except FileNotFoundError:
+            continue  # its engine folder was removed by a holder letting go: make it again
         except OSError as exc:
             raise StateUnusable(path.parent, exc.strerror or str(exc)) from None
         try:
@@ -121,17 +136,41 @@ def claim(client: docker.DockerClient, name: str) -> None:
             os.close(fd)
             raise LabInUse(name, f"another vpnlab process is running it ({holder})" if holder
                            else "another vpnlab process is running it") from None
-        _held[key] = fd
-    _write_holder(fd)
+        if _names(path, fd):
+            return fd
+        os.close(fd)  # removed by the holder that let go before this flock: not the lock any more
+    raise StateUnusable(lock_path(client, name).parent, "its lock file kept being removed while it was opened")
+
+
+def _names(path: Path, fd: int) -> bool:
+    """Whether ``path`` still names the file open as ``fd``."""
+    try:
+        now = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino)
 
 
 def release(client: docker.DockerClient, name: str) -> None:
-    """Let go of lab ``name`` on this engine if this process holds it (closing the file drops the flock)."""
+    """Let go of lab ``name`` on this engine if this process holds it: the lock file is removed
+    while still locked (then the engine's folder, once empty), and closing it drops the flock;
+    so the state folder keeps no file per lab ever run (see _locked for the other side)."""
     with _held_guard:
         if not any(held_name == name for _, held_name in _held):
             return  # nothing to look up: no engine call for a lab this process never held
-        fd = _held.pop((engine_key(client), name), None)
-    if fd is not None:
+        key = (engine_key(client), name)
+        fd = _held.pop(key, None)
+    if fd is None:
+        return
+    path = state_dir() / "labs" / key[0] / f"{name}.lock"
+    try:
+        if _names(path, fd):
+            path.unlink()
+        path.parent.rmdir()  # only when empty: another lab's lock keeps it
+    except OSError:
+        pass  # kept: an empty file or folder does no harm, the next holder reuses it
+    finally:
         os.close(fd)
 
 

@@ -246,3 +246,32 @@ def test_hang_up_and_terminate_are_interrupts_while_a_command_runs(sig: signal.S
         os.kill(os.getpid(), sig)
         time.sleep(1)
     assert signal.getsignal(sig) == before
+
+
+def test_letting_go_removes_the_lock_file_and_the_emptied_engine_folder(engine, state: Path) -> None:
+    claim(engine, "office")
+    claim(engine, "home")
+    path = lock_path(engine, "office")
+    release(engine, "office")
+    assert not path.exists() and path.parent.is_dir()  # home's lock keeps the folder
+    release(engine, "home")
+    assert not path.parent.exists() and (state / "labs").is_dir()
+    claim(engine, "office")  # made again on the next claim
+    assert path.is_file()
+
+
+def test_a_lock_file_removed_by_a_holder_letting_go_is_not_taken_for_the_lock(engine, monkeypatch) -> None:
+    path = lock_path(engine, "office")
+    opened = []
+    real_open = lab_lock.open_no_follow
+
+    def open_then_lose_the_race(at: Path, flags: int) -> int:
+        fd = real_open(at, flags)
+        if not opened:  # the holder removes the file between this open and the flock
+            os.unlink(at)
+        opened.append(os.fstat(fd).st_ino)
+        return fd
+
+    monkeypatch.setattr(lab_lock, "open_no_follow", open_then_lose_the_race)
+    claim(engine, "office")
+    assert len(opened) == 2 and os.stat(path).st_ino == opened[1]  # the lock held is the file the path names
