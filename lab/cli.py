@@ -123,14 +123,19 @@ def up(topology: Path, runtime: str) -> None:
 
 
 @main.command()
-@click.argument("name")
+@click.argument("name", required=False)
+@click.option("--lab", "lab_name", help="The lab, as NAME gives it (as exec and capture take it); either is needed when several run.")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the result as JSON.")
 @where_option
 @friendly
-def check(name: str, json_file: Path | None, runtime: str) -> None:
-    """Start and check every tunnel of a running lab."""
+def check(name: str | None, lab_name: str | None, json_file: Path | None, runtime: str) -> None:
+    """Start and check every tunnel of a running lab (NAME, or --lab NAME; without either, the one lab running)."""
     from lab import orchestrate
+    from lab.runtime.registry import find_named_or_only_lab
 
+    if name and lab_name and name != lab_name:
+        raise click.UsageError(f"two labs named: '{name}' and --lab '{lab_name}'; give one")
+    name = name or lab_name or find_named_or_only_lab(host_engine(), None, runtime)[1].name
     _finish(orchestrate.check(session(), name, runtime), json_file)
 
 
