@@ -74,7 +74,8 @@ class Session:
         """What the kernel under ``client``'s engine (default: the runtime's) offers; probed once."""
         client = client or self.client
         if id(client) not in self._capabilities:
-            self._capabilities[id(client)] = Capabilities(probe_engine_kernel(client, image_tag("client")))
+            key = self.runtime.probe_key() if self.runtime is not None and client is self.client else None
+            self._capabilities[id(client)] = Capabilities(probe_engine_kernel(client, image_tag("client"), key=key))
         return self._capabilities[id(client)]
 
     def environment(self) -> Environment:

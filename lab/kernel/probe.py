@@ -33,9 +33,11 @@ def _is_device_error(err: Exception, path: str) -> bool:
 
 
 def probe_engine_kernel(
-    client: docker.DockerClient, image: str, *, timeout: float = PROBE_TIMEOUT_S
+    client: docker.DockerClient, image: str, *, timeout: float = PROBE_TIMEOUT_S, key: str | None = None
 ) -> KernelFeatures:
-    """Run PROBE_SCRIPT in a throwaway container on ``client``'s engine.
+    """Run PROBE_SCRIPT in a throwaway container on ``client``'s engine; with ``key`` (the
+    runtime's probe_key: the same kernel and modules on every boot) a probe kept for that key is
+    used instead, and a new one is kept (lab.kernel.probe_cache).
 
     /dev/net/tun and /dev/ppp are passed when the engine host has them (a
     missing node makes the engine refuse the container: we retry without it);
@@ -45,6 +47,11 @@ def probe_engine_kernel(
     import docker.errors
     import requests.exceptions
 
+    from lab.kernel import probe_cache
+
+    kept = probe_cache.cache_path(key, PROBE_SCRIPT) if key else None
+    if kept is not None and (features := probe_cache.load(kept)) is not None:
+        return features
     devices = ["/dev/net/tun", "/dev/ppp"]
     for _attempt in range(len(devices) + 1):
         container = None
@@ -75,6 +82,8 @@ def probe_engine_kernel(
                     "kernel probe",
                     f"probe stopped early (exit {result.get('StatusCode')}): {err.strip()[-500:]}",
                 )
+            if kept is not None:
+                probe_cache.save(kept, text)
             return features
         except docker.errors.ImageNotFound as e:
             raise ImageError(image, "not present on the engine", hint="build the images first") from e

@@ -116,6 +116,13 @@ class Runtime(ABC):
         """The release of the kernel the engine's containers run on."""
         return engine_kernel(self.client)
 
+    def probe_key(self) -> str | None:
+        """What identifies this engine's kernel, its modules and the probe's image exactly, where
+        a kernel probe of one boot holds for the next (a guest booted from the same kernel file
+        with the same modules): its result is then kept (lab.kernel.probe_cache). None (the
+        default): probe every time, as a host's kernel may gain or lose modules at any moment."""
+        return None
+
     @property
     def where(self) -> str:
         """How ``vpnlab status`` names this engine."""

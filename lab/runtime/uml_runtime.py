@@ -8,6 +8,7 @@ asked to keep it or it still holds labs.
 from __future__ import annotations
 
 import docker
+import docker.errors
 
 from lab.errors import PrerequisiteError, VpnlabError
 from lab.runtime.base import Progress, Runtime, quiet
@@ -68,6 +69,20 @@ class UmlRuntime(Runtime):
             self.guest.stop()
         self.guest.release()
         self.guest, self._client, self._owned = None, None, False
+
+    def probe_key(self) -> str | None:
+        """The guest kernel file (its inode, size and time), its release, the modules it loads at
+        boot and the client image the probe runs in: all fixed between boots."""
+        from lab.images import image_tag
+        from lab.runtime.uml import KERNEL, guest_modules, kernel_release
+
+        try:
+            kernel = KERNEL.stat()
+            image = self.client.images.get(image_tag("client")).id
+        except (OSError, docker.errors.DockerException):
+            return None
+        return "|".join([str(KERNEL), str(kernel.st_ino), str(kernel.st_size), str(kernel.st_mtime_ns),
+                         str(kernel_release()), ",".join(guest_modules()), image])
 
     @property
     def client(self) -> docker.DockerClient:
