@@ -59,8 +59,9 @@ def test_loss_drops_about_its_share(vpnlab_lab: RunningLab) -> None:
     router_dev, router_mac = interface_to(vpnlab_lab, "router", fay)
     # Fixed neighbour entries on both ends: at 50 % loss an ARP exchange fails one time in eight
     # (three probes lost) and takes every queued ping with it, which is ARP's loss, not netem's share
-    vpnlab_lab.exec("fay", f"ip neigh replace {ROUTER_LAN} lladdr {router_mac} dev {fay_dev} nud permanent")
-    vpnlab_lab.exec("router", f"ip neigh replace {fay} lladdr {fay_mac} dev {router_dev} nud permanent")
+    for node, address, mac, dev in (("fay", ROUTER_LAN, router_mac, fay_dev), ("router", fay, fay_mac, router_dev)):
+        fixed = vpnlab_lab.exec(node, f"ip neigh replace {address} lladdr {mac} dev {dev} nud permanent")
+        assert fixed.exit_code == 0, fixed.output
     before = netem_dropped(vpnlab_lab, "fay", fay_dev)
     # 60 pings at 50 % loss: fewer than 12 or more than 48 lost is a one-in-a-million draw
     _, lost = ping(vpnlab_lab, "fay", ROUTER_LAN, 60, 0.05)
