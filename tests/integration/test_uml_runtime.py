@@ -93,8 +93,9 @@ def vpnlab(*args: str) -> subprocess.CompletedProcess[str]:
                           stdin=subprocess.DEVNULL)
 
 
-@pytest.mark.parametrize("topology", ["topologies/home-office.yml", "tests/integration/topologies/wireguard-blocked.yml"],
-                         ids=lambda p: Path(p).stem)
+# home-office has up tunnels and one a block drops: both kinds of verdict on both runtimes (a
+# second topology of the same kinds, wireguard-blocked, cost CI 80 s and added no other kind)
+@pytest.mark.parametrize("topology", ["topologies/home-office.yml"], ids=lambda p: Path(p).stem)
 def test_same_observed_states_on_both_runtimes(topology: str, tmp_path: Path, vpnlab_runtimes: Runtimes) -> None:
     results = {}
     guests_before = {s.path for s in running_slots()}
