@@ -6,8 +6,7 @@ state folder (``labs/<engine>/<name>.lock``, see lab.runtime.uml_slot.state_dir)
 opened without following links like the guests' slot files. The kernel drops an flock when its
 process dies, even by SIGKILL, so a killed run never leaves a lock behind: only its containers,
 which the next holder removes (and an empty lock file, which the next holder reuses). A holder
-letting go removes its file and an emptied engine folder, so the folder does not grow with
-every lab name and guest ever used. A lab kept by ``vpnlab up`` is guarded by its ``up`` owner label
+letting go removes its file, so the folder does not grow with every lab name ever used. A lab kept by ``vpnlab up`` is guarded by its ``up`` owner label
 once built (the lock is let go then); see DockerLab.prepare.
 """
 
@@ -118,15 +117,13 @@ def claim(client: docker.DockerClient, name: str) -> None:
 
 
 def _locked(name: str, client: docker.DockerClient) -> int:
-    """The flock'ed descriptor of the lab's lock file. A holder removes the file (and an empty
-    engine folder) as it lets go, so a file opened just before that is no longer the lock:
-    it is opened again until the locked file is the one the path names."""
+    """The flock'ed descriptor of the lab's lock file. A holder removes the file as it lets go,
+    so a file opened just before that is no longer the lock: it is opened again until the
+    locked file is the one the path names."""
     for _ in range(RELOCK_TRIES):
         path = lock_path(client, name)
         try:
             fd = open_no_follow(path, os.O_RDWR | os.O_CREAT)
-        except FileNotFoundError:
-            continue  # its engine folder was removed by a holder letting go: make it again
         except OSError as exc:
             raise StateUnusable(path.parent, exc.strerror or str(exc)) from None
         try:
@@ -154,24 +151,24 @@ def _names(path: Path, fd: int) -> bool:
 
 def release(client: docker.DockerClient, name: str) -> None:
     """Let go of lab ``name`` on this engine if this process holds it: the lock file is removed
-    while still locked (then the engine's folder, once empty), and closing it drops the flock;
-    so the state folder keeps no file per lab ever run (see _locked for the other side)."""
-    with _held_guard:
+    while still locked, and closing it drops the flock; so the state folder keeps no file per
+    lab ever run (see _locked for the other side). The engine's folder stays: removing it would
+    race a claim making it (one small folder per engine)."""
+    with _held_guard:  # held to the close: another thread's claim of the name waits for it
         if not any(held_name == name for _, held_name in _held):
             return  # nothing to look up: no engine call for a lab this process never held
         key = (engine_key(client), name)
         fd = _held.pop(key, None)
-    if fd is None:
-        return
-    path = state_dir() / "labs" / key[0] / f"{name}.lock"
-    try:
-        if _names(path, fd):
-            path.unlink()
-        path.parent.rmdir()  # only when empty: another lab's lock keeps it
-    except OSError:
-        pass  # kept: an empty file or folder does no harm, the next holder reuses it
-    finally:
-        os.close(fd)
+        if fd is None:
+            return
+        path = state_dir() / "labs" / key[0] / f"{name}.lock"
+        try:
+            if _names(path, fd):
+                path.unlink()
+        except OSError:
+            pass  # kept: an empty file does no harm, the next holder reuses it
+        finally:
+            os.close(fd)
 
 
 def _write_holder(fd: int) -> None:
