@@ -19,7 +19,8 @@ from rich.console import Console
 
 from lab.display import shown
 from lab.errors import CaptureError, InterfaceNotFound, VpnlabError
-from lab.pcap_facts import pcap_facts
+from lab.pcap_facts import known_flows, pcap_facts
+from lab.protocols.base import Flow
 from lab.runtime.engine import LABEL_ROLE
 from lab.runtime.files import read_bytes
 from lab.runtime.lab import DockerLab
@@ -102,7 +103,19 @@ def capture(lab: DockerLab, node: str, interface: str | None, seconds: int, outp
     except OSError as exc:
         raise CaptureError(f"cannot write {output}: {exc.strerror or exc}") from None
     counted = CAPTURED.search(ran.output)
-    return Capture(lab.name, node, interface, seconds, output, int(counted.group(1)) if counted else None, pcap_facts(data))
+    return Capture(lab.name, node, interface, seconds, output, int(counted.group(1)) if counted else None,
+                   pcap_facts(data, known_flows(lab_moved_flows(lab))))
+
+
+def lab_moved_flows(lab: DockerLab) -> list[tuple[str, Flow]]:
+    """The flows the running lab's tunnels moved off their protocol's ports (OpenVPN on 443), read
+    from the topology its router keeps; none when it cannot be read (the registry's ports stay)."""
+    from lab.protocols.ports import moved_flows
+
+    try:
+        return moved_flows(lab.topology())
+    except (VpnlabError, docker.errors.APIError):
+        return []
 
 
 def print_capture(result: Capture, console: Console) -> None:

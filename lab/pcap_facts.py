@@ -16,7 +16,7 @@ import io
 import socket
 import struct
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -59,15 +59,18 @@ class Observed:
     servers: dict[frozenset[Endpoint], Endpoint] = field(default_factory=dict)  # conversation -> its first packet's destination
 
 
-def known_flows() -> dict[tuple[int, int], list[str]]:
-    """(IP protocol number, port) -> the registered protocols that use it."""
+def known_flows(moved: Iterable[tuple[str, Flow]] = ()) -> dict[tuple[int, int], list[str]]:
+    """(IP protocol number, port) -> the registered protocols that use it, and the (protocol,
+    flow) pairs a lab's tunnels ``moved`` (lab.protocols.ports.moved_flows) beside them."""
     from lab.protocols import PROTOCOLS
 
     flows: dict[tuple[int, int], list[str]] = {}
-    for protocol in PROTOCOLS.values():
-        for flow in protocol.flows:
-            if flow.port is not None and flow.proto in IPPROTO_NAMES:
-                flows.setdefault((IPPROTO_NAMES[flow.proto], flow.port), []).append(protocol.name)
+    pairs = [(protocol.name, flow) for protocol in PROTOCOLS.values() for flow in protocol.flows]
+    for name, flow in [*pairs, *moved]:
+        if flow.port is not None and flow.proto in IPPROTO_NAMES:
+            names = flows.setdefault((IPPROTO_NAMES[flow.proto], flow.port), [])
+            if name not in names:
+                names.append(name)
     return flows
 
 
@@ -201,11 +204,7 @@ def tunnel_facts(data: bytes, protocols: list[str], moved: Mapping[str, tuple[Fl
     from lab.protocols import PROTOCOLS
 
     own = {name: (moved or {}).get(name, PROTOCOLS[name].flows) for name in dict.fromkeys(protocols)}
-    flows = known_flows()
-    for name, theirs in own.items():
-        for f in theirs:
-            if f.proto in IPPROTO_NAMES and f.port and name not in flows.setdefault((IPPROTO_NAMES[f.proto], f.port), []):
-                flows[(IPPROTO_NAMES[f.proto], f.port)].append(name)
+    flows = known_flows([(name, f) for name, theirs in own.items() for f in theirs])
     seen = observe(data, flows, peer)
     facts: dict[str, list[str]] = {}
     for name, theirs in own.items():

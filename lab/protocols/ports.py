@@ -15,12 +15,21 @@ from lab.protocols import PROTOCOLS
 from lab.protocols.base import Flow, Listen
 
 if TYPE_CHECKING:  # pragma: no cover
-    from lab.topology.model import Tunnel
+    from lab.topology.model import Topology, Tunnel
 
 
 def flows_of(tunnel: Tunnel) -> tuple[Flow, ...]:
     """The flows this tunnel's client sends to its server, its options applied."""
     return PROTOCOLS[tunnel.protocol].tunnel_flows(tunnel.options)
+
+
+def moved_flows(topology: Topology) -> list[tuple[str, Flow]]:
+    """(protocol, flow) of each flow the topology's tunnels moved off their protocol's own ports
+    (OpenVPN on TCP 443), once each: the router names them in its strict drops, a capture
+    counts them beside the registry's."""
+    moved = [(t.protocol, f) for t in topology.tunnels if t.protocol in PROTOCOLS
+             for f in flows_of(t) if f not in PROTOCOLS[t.protocol].flows]
+    return list(dict.fromkeys(moved))
 
 
 def port_clashes(listens: Mapping[str, tuple[Listen, ...]]) -> list[str]:
@@ -45,10 +54,11 @@ def port_clashes(listens: Mapping[str, tuple[Listen, ...]]) -> list[str]:
     return clashes
 
 
-def port_problems(tunnels: Sequence[Tunnel], served: Mapping[str, Sequence[str]]) -> list[tuple[tuple[object, ...], str]]:
+def port_problems(tunnels: Sequence[Tunnel]) -> list[tuple[tuple[object, ...], str]]:
     """Located problems of the tunnels' moved ports: one server runs one daemon per protocol,
-    so every tunnel to it agrees on that daemon's ports; and a moved port may not take
-    another protocol's port on the same server. ``served``: server name -> its protocols."""
+    so every tunnel to it agrees on that daemon's ports; and a moved port may not be a port
+    of another registered protocol (on any server: the router's passthrough switches and the
+    evidence match ports, and would take the tunnel's packets for that protocol's)."""
     problems: list[tuple[tuple[object, ...], str]] = []
     first: dict[tuple[str, str], int] = {}
     for i, tunnel in enumerate(tunnels):
@@ -66,13 +76,15 @@ def port_problems(tunnels: Sequence[Tunnel], served: Mapping[str, Sequence[str]]
                              f"tunnels[{first[key]}] to server '{tunnel.server}' has its {tunnel.protocol} server on {ports}: "
                              f"one server runs one {tunnel.protocol} daemon on one port; give both tunnels the same "
                              "port or use another server"))
-    for server, protocols in served.items():
-        listens = {
-            name: PROTOCOLS[name].tunnel_listens(tunnels[first[(server, name)]].options if (server, name) in first else {})
-            for name in dict.fromkeys(protocols) if name in PROTOCOLS
-        }
-        moved = [name for name in listens if listens[name] != PROTOCOLS[name].listens]
-        for clash in port_clashes(listens) if moved else []:
-            i = min(first[(server, name)] for name in moved)
-            problems.append(((i, "options", "port"), f"on server '{server}': {clash}"))
+    for i, tunnel in enumerate(tunnels):
+        if tunnel.protocol not in PROTOCOLS:
+            continue
+        for flow in flows_of(tunnel):
+            if flow in PROTOCOLS[tunnel.protocol].flows:
+                continue
+            owners = [p.name for p in PROTOCOLS.values() if p.name != tunnel.protocol and flow in p.flows]
+            if owners:
+                problems.append(((i, "options", "port"),
+                                 f"{flow.label} is the port of {' and '.join(owners)}: the router's passthrough "
+                                 f"switches and the evidence would take this tunnel's packets for theirs; choose another port"))
     return problems

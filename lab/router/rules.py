@@ -105,10 +105,9 @@ def plan_upstream(topology: Topology, plan: AddressPlan) -> RouterPlan | None:
 def moved_flows(topology: Topology) -> tuple[Flow, ...]:
     """The flows of the topology's tunnels that their options moved off the protocol's own
     (OpenVPN on TCP 443): a strict router names them in its drops too."""
-    from lab.protocols import PROTOCOLS  # the protocols import lab.router.comments
-    from lab.protocols.ports import flows_of
+    from lab.protocols.ports import moved_flows as moved  # the protocols import lab.router.comments
 
-    return tuple(dict.fromkeys(f for t in topology.tunnels for f in flows_of(t) if f not in PROTOCOLS[t.protocol].flows))
+    return tuple(dict.fromkeys(flow for _, flow in moved(topology)))
 
 
 def plan_section(router: Router, lan: str, name: str, also_masquerades: tuple[str, ...] = (), *,

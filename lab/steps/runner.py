@@ -25,10 +25,10 @@ from lab.check.results import TunnelResult
 from lab.check.run import EVIDENCE_SECONDS, check_tunnel, errored, named
 from lab.check.scripts import parse_sections
 from lab.check.upstream import upstream_evidence
-from lab.pcap_facts import gre_call_ids_from, pcap_facts, tunnel_facts
+from lab.pcap_facts import gre_call_ids_from, known_flows, pcap_facts, tunnel_facts
 from lab.protocols import PROTOCOLS
 from lab.protocols.base import TunnelContext
-from lab.protocols.ports import flows_of
+from lab.protocols.ports import flows_of, moved_flows
 from lab.router.rules import RouterPlan, plan_router, plan_upstream, render_ruleset
 from lab.runtime.lab import DockerLab, parallel
 from lab.steps.capture_step import Listening, call_id_fact, capture_bound, on_path, pcap_path, role_of, start_capture
@@ -179,7 +179,7 @@ class StepRunner:
             crossed = {v.tunnel: v.protocol for v in verdicts_in(during)
                        if on_path(spec.node, role, listening.interface, v.client, v.server)}
             tunnels = {name: self._capture_facts(data, name, protocol) for name, protocol in crossed.items()}
-            evidence = {"facts": pcap_facts(data), "tunnels": tunnels}
+            evidence = {"facts": pcap_facts(data, known_flows(moved_flows(self.plan.topology))), "tunnels": tunnels}
         except Exception as exc:  # noqa: BLE001 - the capture failed; its steps' results stay
             return StepResult(index, "capture", 0.0, detail=detail, error=f"the capture failed: {named(exc)}", during=during)
         return StepResult(index, "capture", 0.0, during=during,

@@ -353,7 +353,7 @@ class Topology(Strict):
 
     @field_validator("tunnels")
     @classmethod
-    def protocol_options(cls, tunnels: list[Tunnel], info: ValidationInfo) -> list[Tunnel]:
+    def protocol_options(cls, tunnels: list[Tunnel]) -> list[Tunnel]:
         from lab.protocols import PROTOCOLS  # the protocols import this module
         from lab.protocols.ports import port_problems
 
@@ -363,8 +363,7 @@ class Topology(Strict):
             if t.protocol in PROTOCOLS
             for key, message in PROTOCOLS[t.protocol].option_problems(t.options).items()
         ]
-        served = {s.name: s.protocols for s in info.data.get("servers", [])}
-        problems = problems or port_problems(tunnels, served)
+        problems = problems or port_problems(tunnels)
         _raise_located([(loc, message, "value_error") for loc, message in problems], tunnels)
         return tunnels
 

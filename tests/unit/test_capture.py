@@ -54,6 +54,12 @@ class FakeLab:
     def container(self, node: str) -> FakeContainer:
         return self.node_container
 
+    def topology(self) -> Any:
+        from lab.topology import parse_topology
+
+        return parse_topology("name: demo\nservers: [{name: vpn, protocols: [openvpn-tcp]}]\nclients: [{name: a}]\n"
+                              "tunnels: [{client: a, server: vpn, protocol: openvpn-tcp, options: {port: 443}}]\n")
+
     def exec(self, node: str, command: list[str], *, container: Any = None, timeout: float | None = None) -> ExecResult:
         assert timeout is not None, "every exec of a capture is bounded"
         self.commands.append(command)
@@ -141,3 +147,20 @@ def test_without_lab_the_only_one_running_is_taken(monkeypatch: pytest.MonkeyPat
     else:
         with pytest.raises(VpnlabError, match=re.escape(found)):
             registry.find_named_or_only_lab(None, None)  # type: ignore[arg-type]
+
+
+def test_the_labs_moved_ports_are_counted_and_an_unreadable_topology_leaves_the_registrys() -> None:
+    from lab.capture import lab_moved_flows
+    from lab.errors import VpnlabError
+    from lab.pcap_facts import known_flows
+    from lab.protocols.base import Flow
+
+    moved = lab_moved_flows(FakeLab())  # type: ignore[arg-type]
+    assert moved == [("openvpn-tcp", Flow("tcp", 443))]
+    assert known_flows(moved)[(6, 443)] == ["openvpn-tcp"] and (6, 443) not in known_flows()
+
+    class Unreadable(FakeLab):
+        def topology(self) -> Any:
+            raise VpnlabError("the router keeps no topology")
+
+    assert lab_moved_flows(Unreadable()) == []  # type: ignore[arg-type]
