@@ -4,8 +4,10 @@ A User-Mode Linux guest boots the same kernel file with the same modules every t
 probe (a container started in the guest: ~12 s there) says the same every time too. Its text
 is kept in the state folder (``probes/<sha256 of the runtime's probe_key>``, a private folder,
 written by this user only, never through a link) and read back on the next boot. The key names
-the kernel file, its release, the modules and the probe's image; the probe script itself is
-hashed in, so a new vpnlab probes again. A host engine gives no key: its kernel may gain or
+the kernel file, its release, the modules and warm-up commands of the boot, the boot script's
+template and the probe's image (lab.runtime.uml_runtime.probe_key); the probe script itself is
+hashed in. A boot where a module failed to load is probed afresh and kept nowhere.
+``rm -r <state folder>/probes`` forgets every kept probe. A host engine gives no key: its kernel may gain or
 lose modules at any moment, and it is probed every time (it takes a moment there).
 """
 
@@ -16,7 +18,7 @@ import os
 from pathlib import Path
 
 from lab.kernel.features import KernelFeatures, parse_probe
-from lab.runtime.uml_slot import UnsafePath, private_dir, read_text, state_dir, write_file
+from lab.runtime.uml_slot import UnsafePath, open_no_follow, private_dir, state_dir, write_file
 
 PROBE_BYTES = 64 * 1024  # a probe prints a few kilobytes
 
@@ -28,9 +30,15 @@ def cache_path(key: str, script: str) -> Path:
 
 
 def load(path: Path) -> KernelFeatures | None:
-    """The kept probe, or None when there is none (or it is cut short: then it is probed again)."""
+    """The kept probe, or None when there is none, it is cut short, or it is not this user's
+    own file in this user's private folder: then it is probed again."""
     try:
-        features = parse_probe(read_text(path, PROBE_BYTES))
+        private_dir(path.parent)
+        fd = open_no_follow(path, os.O_RDONLY)
+        with os.fdopen(fd, "rb") as kept:
+            if os.fstat(fd).st_uid != os.geteuid():
+                return None
+            features = parse_probe(kept.read(PROBE_BYTES).decode("utf-8", "replace"))
     except (OSError, UnsafePath):
         return None
     return features if features.complete else None

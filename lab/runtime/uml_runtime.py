@@ -71,18 +71,24 @@ class UmlRuntime(Runtime):
         self.guest, self._client, self._owned = None, None, False
 
     def probe_key(self) -> str | None:
-        """The guest kernel file (its inode, size and time), its release, the modules it loads at
-        boot and the client image the probe runs in: all fixed between boots."""
+        """The guest kernel file (its inode, size and time), its release, the modules and warm-up
+        commands of its boot, the boot script's template and the client image the probe runs in:
+        all fixed between boots. None (probe, keep nothing) after a boot where a module failed
+        to load: that boot's kernel is not the usual one."""
         from lab.images import image_tag
-        from lab.runtime.uml import KERNEL, guest_modules, kernel_release
+        from lab.render import environment
+        from lab.runtime.uml import KERNEL, guest_modules, guest_warmup, kernel_release
 
+        if self.guest is None or self.guest.modules_failed():
+            return None
         try:
             kernel = KERNEL.stat()
             image = self.client.images.get(image_tag("client")).id
         except (OSError, docker.errors.DockerException):
             return None
+        init, _, _ = environment().loader.get_source(environment(), "uml/init.sh.j2")  # type: ignore[union-attr]
         return "|".join([str(KERNEL), str(kernel.st_ino), str(kernel.st_size), str(kernel.st_mtime_ns),
-                         str(kernel_release()), ",".join(guest_modules()), image])
+                         str(kernel_release()), ",".join(guest_modules()), "\n".join(guest_warmup()), init, image])
 
     @property
     def client(self) -> docker.DockerClient:

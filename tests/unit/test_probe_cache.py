@@ -63,3 +63,23 @@ def test_without_a_key_the_engine_is_probed(state: Path) -> None:
     with pytest.raises(AssertionError, match="the probe ran"):
         probe_engine_kernel(Refusing(), "vpnlab/client:latest")  # type: ignore[arg-type]
     assert not (state / "probes").exists()
+
+
+def test_a_kept_probe_this_user_did_not_write_is_probed_again(state: Path) -> None:
+    path = probe_cache.cache_path("k", PROBE_SCRIPT)
+    probe_cache.save(path, FULL)
+    os.chown(path, 12345, -1)  # as if another user had put it there
+    assert probe_cache.load(path) is None
+
+
+def test_a_guest_boot_with_a_module_missing_is_not_keyed() -> None:
+    from lab.runtime.uml_runtime import UmlRuntime
+
+    class Guest:
+        def client(self) -> object:
+            return object()
+
+        def modules_failed(self) -> list[str]:
+            return ["ppp_generic"]
+
+    assert UmlRuntime("test", None, guest=Guest()).probe_key() is None  # type: ignore[arg-type]
