@@ -140,6 +140,8 @@ class Protocol:
       or None; a family forwards the union of its protocols' flows.
     - ``listens``: the server's ports (:class:`Listen`), to refuse two protocols on one
       server that would take the same port.
+    - ``options``: the names of the tunnel ``options`` it takes (``option_problems`` checks
+      their values); a tunnel giving it any other is refused, naming these.
     - ``kernel_needs``: :class:`~lab.kernel.needs.Need` s (each a list of alternatives, the
       first available wins) that ``vpnlab doctor`` and the lab's skips check.
     - ``kernel_recommended``: (feature, why) pairs not needed to come up, but a lab case needs.
@@ -157,6 +159,7 @@ class Protocol:
     flows: ClassVar[tuple[Flow, ...]]
     family: ClassVar[str | None] = None
     listens: ClassVar[tuple[Listen, ...]] = ()
+    options: ClassVar[tuple[str, ...]] = ()  # the tunnel options it takes; any other is refused
     kernel_needs: ClassVar[tuple[Need, ...]] = ()
     kernel_recommended: ClassVar[tuple[tuple[str, str], ...]] = ()
     guest_modules: ClassVar[tuple[str, ...]] = ()

@@ -179,6 +179,8 @@ class Ikev2(Protocol):
             facts.append(backend)
         return facts
 
+    options = ("dpd", "mtu")  # mtu: refused with the reason (option_problems)
+
     def option_problems(self, options: Options) -> dict[str, str]:
         return {
             **number_problem(options, "dpd", "seconds between IKEv2 liveness checks (dpd_delay)", DPD_RANGE),

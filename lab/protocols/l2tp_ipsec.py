@@ -29,6 +29,7 @@ tunnel mode only): on a kernel without ESP the tunnel is skipped or runs in a UM
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import TYPE_CHECKING
@@ -40,6 +41,7 @@ from ipaddress import IPv4Network
 from lab.kernel.needs import Alternative, Need
 from lab.protocols.base import CONF_DIR, RUN_DIR, Flow, Listen, NodeFile, ServerContext, TunnelContext
 from lab.protocols.l2tp import PORT, L2tp
+from lab.protocols.options import Options
 from lab.render import render
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -69,6 +71,15 @@ class L2tpIpsec(L2tp):
     guest_warmup = strongswan.GUEST_WARMUP
     server_conf_template = "l2tp-ipsec/xl2tpd-server.conf.j2"
     ping_source_note = "the PPP address, given only while an ESP transport SA to the server exists"
+    options = ("mtu", "psk", "fallback")
+
+    def option_problems(self, options: Options) -> dict[str, str]:
+        problems = super().option_problems(options)
+        if "psk" in options and options["psk"] != "wrong":
+            problems["psk"] = f"the one value is 'wrong' (the client's PSK differs from the server's), not {json.dumps(options['psk'])}"
+        if "fallback" in options and type(options["fallback"]) is not bool:
+            problems["fallback"] = f"must be true or false (dial plain L2TP when IPsec is not up), not {json.dumps(options['fallback'])}"
+        return problems
 
     # --- server -------------------------------------------------------------
 

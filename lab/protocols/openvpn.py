@@ -85,6 +85,8 @@ class OpenVpn(Protocol):
             ),
         ]
 
+    options = ("port", "keepalive", "mtu")
+
     def option_problems(self, options: Options) -> dict[str, str]:
         return {
             **number_problem(options, "port", f"the server's {self.transport.upper()} port", PORT_RANGE),

@@ -9,6 +9,10 @@ options a protocol refuses with the reason.
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lab.protocols.base import Protocol
 
 Options = dict[str, str | int | bool]
 
@@ -30,6 +34,12 @@ def number_problem(options: Options, key: str, what: str, bounds: tuple[int, int
 
 def mtu_problem(options: Options, what: str) -> dict[str, str]:
     return number_problem(options, "mtu", what, MTU_RANGE)
+
+
+def unknown_options(options: Options, protocol: Protocol) -> dict[str, str]:
+    """``{key: message}`` for each option the protocol does not take (a typo, another protocol's)."""
+    takes = ", ".join(protocol.options) or "none"
+    return {key: f"not an option of {protocol.name} (its options: {takes})" for key in options if key not in protocol.options}
 
 
 def refused(options: Options, key: str, why: str) -> dict[str, str]:

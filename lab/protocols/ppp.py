@@ -57,6 +57,7 @@ def common_options() -> NodeFile:
 
 class PppProtocol(Protocol):
     needs_ppp = True
+    options = ("mtu",)
 
     def option_problems(self, options: Options) -> dict[str, str]:
         # 'mtu: N' becomes the client pppd's 'mtu N' and 'mru N' (what it sends and asks for)

@@ -76,6 +76,8 @@ class WireGuard(Protocol):
         )
         return [NodeFile(f"{CONF_DIR}/wireguard/{iface}.conf", conf, 0o600), self._up_script()]
 
+    options = ("keepalive", "mtu")
+
     def option_problems(self, options: Options) -> dict[str, str]:
         return {
             **number_problem(options, "keepalive", "PersistentKeepalive seconds", KEEPALIVE_RANGE),

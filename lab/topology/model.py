@@ -355,13 +355,15 @@ class Topology(Strict):
     @classmethod
     def protocol_options(cls, tunnels: list[Tunnel]) -> list[Tunnel]:
         from lab.protocols import PROTOCOLS  # the protocols import this module
+        from lab.protocols.options import unknown_options
         from lab.protocols.ports import port_problems
 
         problems = [
             ((i, "options", key), message)
             for i, t in enumerate(tunnels)
             if t.protocol in PROTOCOLS
-            for key, message in PROTOCOLS[t.protocol].option_problems(t.options).items()
+            for key, message in {**unknown_options(t.options, PROTOCOLS[t.protocol]),
+                                 **PROTOCOLS[t.protocol].option_problems(t.options)}.items()
         ]
         problems = problems or port_problems(tunnels)
         _raise_located([(loc, message, "value_error") for loc, message in problems], tunnels)
