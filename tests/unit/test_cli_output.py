@@ -73,3 +73,22 @@ def test_progress_lines_print_names_literally() -> None:
     console = Console(record=True, width=200, color_system=None)
     orchestrate.Session(host=None, console=console).say("booting guest ([/x] [bold]slot)")  # type: ignore[arg-type]
     assert "booting guest ([/x] [bold]slot)" in console.export_text()
+
+
+def test_check_takes_the_lab_as_name_or_lab_or_the_one_running(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.runtime import registry
+
+    asked: list[str] = []
+    monkeypatch.setattr(cli, "session", lambda: None)
+    monkeypatch.setattr(cli, "host_engine", lambda: None)
+    monkeypatch.setattr(orchestrate, "check", lambda _session, name, _where: asked.append(name) or evil_result())
+
+    class Only:
+        name = "the-one"
+
+    monkeypatch.setattr(registry, "find_named_or_only_lab", lambda _host, name, _where: (None, Only()))
+    for args in (["check", "t"], ["check", "--lab", "t"], ["check", "t", "--lab", "t"], ["check"]):
+        assert CliRunner().invoke(cli.main, args).exit_code == 1  # the evil result: tunnels not as expected
+    assert asked == ["t", "t", "t", "the-one"]
+    both = CliRunner().invoke(cli.main, ["check", "t", "--lab", "u"])
+    assert both.exit_code == 2 and "two labs named: 't' and --lab 'u'" in both.output
