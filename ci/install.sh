@@ -26,11 +26,14 @@ bash "$REPO/lab/setup/machine.sh" "${VENV_PACKAGES[@]}" "${CI_PACKAGES[@]}"
 VENV="$REPO/.venv"
 STAMP="$VENV/.vpnlab-install-stamp"
 # A venv counts only once its pip runs: an install stopped half-way (Ctrl-C, a killed CI job)
-# leaves a python without pip, which is made again rather than failing every later run.
+# leaves a python without pip. pip is put back into it (ensurepip keeps everything else, a venv
+# made without pip by another tool included); only a venv where that fails is made again.
 if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
     step "venv: $VENV exists"
+elif [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -m ensurepip --upgrade >/dev/null 2>&1; then
+    step "venv: $VENV had no pip: put back with ensurepip"
 else
-    [ -e "$VENV" ] && step "venv: $VENV is incomplete (no pip), making it again"
+    [ -e "$VENV" ] && step "venv: $VENV is unusable (no python or pip), making it again (python3 -m venv --clear)"
     step "venv: creating $VENV"
     python3 -m venv --clear "$VENV"
 fi
